@@ -1,0 +1,278 @@
+"""SignalWire Video REST API client: room-session listings (all pages) and single sessions.
+
+Every request has a timeout and is retried on 429, 5xx and transport errors with
+exponential backoff and jitter, but never past the caller's deadline. Pagination follows
+``links.next`` resolved against the API origin and refuses links to any other origin,
+repeated links and more than ``max_pages`` pages. Credentials go to the origin only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from urllib.parse import quote, urljoin, urlsplit
+
+import httpx
+
+from . import __version__
+from .config import PollConfig, SpaceConfig
+from .models import InvalidResponse, RoomSession, decode_page, decode_session
+
+log = logging.getLogger(__name__)
+
+LIST_PATH = "/api/video/room_sessions"
+MAX_BODY_BYTES = 64 * 1024 * 1024
+BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
+REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+USER_AGENT = f"signalwire-video-exporter/{__version__}"
+POLL_ERROR_REASONS = (
+    "unauthorized",
+    "rate_limited",
+    "server_error",
+    "timeout",
+    "network",
+    "invalid_response",
+)
+
+
+class ApiError(Exception):
+    """A request that failed for good; ``reason`` is the poll_errors_total label value."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class RequestStatsSnapshot:
+    """Cumulative request counts by (endpoint, code) and latency histograms by endpoint."""
+
+    counts: dict[tuple[str, str], int]
+    buckets: dict[str, tuple[int, ...]]  # per endpoint: cumulative count per REQUEST_BUCKETS bound
+    sums: dict[str, float]
+    totals: dict[str, int]
+
+
+class RequestStats:
+    """Thread-safe accumulator of the exporter's own API request metrics."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
+        self._buckets: dict[str, list[int]] = {}
+        self._sums: dict[str, float] = {}
+        self._totals: dict[str, int] = {}
+
+    def observe(self, endpoint: str, code: str, seconds: float) -> None:
+        with self._lock:
+            self._counts[endpoint, code] = self._counts.get((endpoint, code), 0) + 1
+            counts = self._buckets.setdefault(endpoint, [0] * len(REQUEST_BUCKETS))
+            for i, bound in enumerate(REQUEST_BUCKETS):
+                if seconds <= bound:
+                    counts[i] += 1
+            self._sums[endpoint] = self._sums.get(endpoint, 0.0) + seconds
+            self._totals[endpoint] = self._totals.get(endpoint, 0) + 1
+
+    def snapshot(self) -> RequestStatsSnapshot:
+        with self._lock:
+            return RequestStatsSnapshot(
+                dict(self._counts),
+                {e: tuple(c) for e, c in self._buckets.items()},
+                dict(self._sums),
+                dict(self._totals),
+            )
+
+
+def describe_error_body(body: bytes) -> str:
+    """A readable one-line summary of any of the API's error body shapes."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        text = body[:200].decode("utf-8", "replace").strip()
+        return f"non-JSON body: {text!r}" if text else "empty body"
+    items: list[object] = []
+    if isinstance(doc, dict):
+        if isinstance(doc.get("errors"), list):
+            items = doc["errors"]
+        elif "error" in doc:
+            return str(doc["error"])
+        elif "code" in doc or "message" in doc:
+            items = [doc]
+    parts = []
+    for item in items:
+        if isinstance(item, dict):
+            text = f"{item.get('code', 'error')}: {item.get('message', '')}".strip()
+            if item.get("attribute"):
+                text += f" (attribute {item['attribute']})"
+            parts.append(text)
+    return "; ".join(parts) if parts else json.dumps(doc)[:200]
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or HTTP-date), None if absent."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+class ApiClient:
+    """Client for one space: one connection pool, Basic auth, bounded retries."""
+
+    def __init__(
+        self,
+        space: SpaceConfig,
+        poll: PollConfig,
+        stats: RequestStats,
+        stop: threading.Event | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.space, self.poll, self.stats = space, poll, stats
+        self._stop = stop or threading.Event()
+        self._rng = rng or random.Random()
+        self._origin = urlsplit(space.base_url)
+        self._http = httpx.Client(
+            auth=httpx.BasicAuth(space.project_id, space.api_token),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            follow_redirects=False,
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def list_sessions(
+        self, status: str, deadline: float
+    ) -> Iterator[tuple[list[RoomSession], list[str | None]]]:
+        """Yield (sessions, ids of malformed records) for every page of the listing with ``status``."""
+        f = self.space.filters
+        params = {
+            "status": status,
+            "page_size": str(self.poll.page_size),
+            "room_id": f.room_id,
+            "room_name": f.room_name,
+            "room_name_matches": f.room_name_matches,
+        }
+        url: str | None = str(
+            httpx.URL(self.space.base_url + LIST_PATH, params={k: v for k, v in params.items() if v})
+        )
+        seen: set[str] = set()
+        while url is not None:
+            if len(seen) >= self.poll.max_pages:
+                raise ApiError("invalid_response", f"listing has more than {self.poll.max_pages} pages")
+            seen.add(url)
+            body = self._get("list", url, deadline)
+            assert body is not None  # only get_session accepts a 404
+            try:
+                sessions, next_link, malformed = decode_page(body)
+            except InvalidResponse as exc:
+                raise ApiError("invalid_response", str(exc)) from None
+            yield sessions, malformed
+            url = self._next_url(next_link, seen)
+
+    def get_session(self, session_id: str, deadline: float) -> RoomSession | None:
+        """The session with this id; None when the API says it does not exist (404).
+
+        Raises InvalidResponse when the body is not a room session.
+        """
+        url = f"{self.space.base_url}{LIST_PATH}/{quote(session_id, safe='')}"
+        body = self._get("get", url, deadline, missing_ok=True)
+        return None if body is None else decode_session(body)
+
+    def _next_url(self, link: str | None, seen: set[str]) -> str | None:
+        if not link:
+            return None
+        url = urljoin(self.space.base_url + "/", link.strip())
+        parts = urlsplit(url)
+        same_origin = (parts.scheme, parts.hostname, parts.port) == (
+            self._origin.scheme,
+            self._origin.hostname,
+            self._origin.port,
+        )
+        if not same_origin:
+            raise ApiError(
+                "invalid_response",
+                f"refusing links.next to {parts.scheme}://{parts.hostname}: not the API origin "
+                f"{self._origin.scheme}://{self._origin.hostname} (credentials stay there)",
+            )
+        if parts.path != LIST_PATH:
+            raise ApiError("invalid_response", f"links.next has an unexpected path {parts.path!r}")
+        if url in seen:
+            raise ApiError("invalid_response", "links.next repeats a page already read (pagination loop)")
+        return url
+
+    def _get(self, endpoint: str, url: str, deadline: float, missing_ok: bool = False) -> bytes | None:
+        """GET with retries until ``deadline`` (monotonic); the body of a 200 (None for an allowed 404)."""
+        attempt = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ApiError("timeout", "poll deadline reached before the request could be sent")
+            outcome, wait = self._attempt(endpoint, url, min(self.poll.timeout, remaining), missing_ok)
+            if not isinstance(outcome, ApiError):
+                return outcome
+            error = outcome
+            backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * self._rng.uniform(0.5, 1.0)
+            wait = max(wait or 0.0, backoff)
+            if time.monotonic() + wait >= deadline:
+                raise ApiError(error.reason, f"{error} (no retry: it would outlive the poll interval)")
+            log.info("space %s: %s; retrying in %.1fs", self.space.name, error, wait)
+            if self._stop.wait(wait):
+                raise ApiError(error.reason, f"{error} (shutting down)")
+            attempt += 1
+
+    def _attempt(
+        self, endpoint: str, url: str, timeout: float, missing_ok: bool
+    ) -> tuple[bytes | ApiError | None, float | None]:
+        """One request: (body, None) on success, (retryable ApiError, Retry-After) otherwise."""
+        started = time.monotonic()
+        try:
+            with self._http.stream("GET", url, timeout=timeout) as response:
+                body = _read_capped(response)
+        except httpx.TimeoutException:
+            self.stats.observe(endpoint, "error", time.monotonic() - started)
+            return ApiError("timeout", f"{endpoint} request timed out after {timeout:.1f}s"), None
+        except (httpx.TransportError, _BodyTooLarge) as exc:
+            self.stats.observe(endpoint, "error", time.monotonic() - started)
+            if isinstance(exc, _BodyTooLarge):
+                raise ApiError("invalid_response", str(exc)) from None
+            return ApiError("network", f"{endpoint} request failed: {type(exc).__name__}: {exc}"), None
+        status = response.status_code
+        self.stats.observe(endpoint, str(status), time.monotonic() - started)
+        if status == 200:
+            return body, None
+        if status == 404 and missing_ok:
+            return None, None
+        detail = f"{endpoint} request: HTTP {status}: {describe_error_body(body)}"
+        if status == 429:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
+            return ApiError("rate_limited", detail), retry_after
+        if status >= 500:
+            return ApiError("server_error", detail), None
+        if status in (401, 403):
+            raise ApiError("unauthorized", f"{detail} (check project_id and api_token)")
+        raise ApiError("invalid_response", detail)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _read_capped(response: httpx.Response) -> bytes:
+    chunks, size = [], 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise _BodyTooLarge(f"response body larger than {MAX_BODY_BYTES} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,166 @@
+"""Command line: ``signalwire-video-exporter [--config PATH] [--demo] [--once] [--check-config]``.
+
+Exit codes: 0 success, 1 a space failed (``--once``) or the server could not start,
+2 invalid configuration or arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import secrets
+import signal
+import sys
+import threading
+from dataclasses import replace
+from types import FrameType
+
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    generate_latest,
+)
+
+from . import __version__
+from .collector import SessionCollector
+from .config import LOG_LEVELS, Config, ConfigError, SpaceConfig, load_config
+from .logs import setup_logging
+from .poller import Snapshots, SpacePoller
+from .server import MetricsServer, make_app
+from .simulator import SimulatedSpace
+
+log = logging.getLogger("exporter")
+
+DEMO_INTERVAL = 5.0
+DEMO_PROJECT = "demo-project"
+SHUTDOWN_GRACE = 4.0
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="signalwire-video-exporter",
+        description="Prometheus exporter for SignalWire Video room sessions.",
+        epilog="Without --config, one space is read from SIGNALWIRE_SPACE, SIGNALWIRE_PROJECT_ID "
+        "and SIGNALWIRE_API_TOKEN (or SIGNALWIRE_API_TOKEN_FILE).",
+    )
+    parser.add_argument("--config", metavar="PATH", help="YAML configuration file")
+    parser.add_argument(
+        "--demo", action="store_true", help="poll a built-in simulated space (no account needed)"
+    )
+    parser.add_argument("--once", action="store_true", help="poll every space once, print the metrics, exit")
+    parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
+    parser.add_argument("--log-level", choices=LOG_LEVELS, help="override logging.level")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser.parse_args(argv)
+
+
+def _demo_config(config: Config, demo: SimulatedSpace, project_id: str, token: str) -> Config:
+    space = SpaceConfig("demo", demo.base_url, project_id, token)
+    return replace(config, spaces=(space,), poll=replace(config.poll, interval=DEMO_INTERVAL))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = Config(spaces=()) if args.demo and not args.config else load_config(args.config)
+    except ConfigError as exc:
+        for error in exc.errors:
+            print(f"config error: {error}", file=sys.stderr)
+        return 2
+    if args.check_config:
+        names = ", ".join(s.name for s in config.spaces) or "none (demo)"
+        print(f"config OK: {len(config.spaces)} space(s): {names}")
+        return 0
+    setup_logging(args.log_level or config.log_level, config.log_format, [s.api_token for s in config.spaces])
+    demo_token = secrets.token_hex(16)
+    demo = SimulatedSpace(DEMO_PROJECT, demo_token) if args.demo else None
+    try:
+        if demo is not None:
+            demo.start()
+            demo.run_traffic()
+            config = _demo_config(config, demo, DEMO_PROJECT, demo_token)
+            log.info(
+                "demo mode: polling a simulated space at %s every %.0fs",
+                demo.base_url,
+                DEMO_INTERVAL,
+            )
+        return run_once(config) if args.once else serve(config)
+    finally:
+        if demo is not None:
+            demo.stop()
+
+
+def _build(config: Config, stop: threading.Event) -> tuple[Snapshots, list[SpacePoller], SessionCollector]:
+    snapshots = Snapshots([s.name for s in config.spaces])
+    pollers = [SpacePoller(space, config, snapshots, stop) for space in config.spaces]
+    return (
+        snapshots,
+        pollers,
+        SessionCollector(snapshots, config.duration_buckets, config.rooms_enabled),
+    )
+
+
+def run_once(config: Config) -> int:
+    """Poll every space once (concurrently), print the exposition; 1 if any space failed."""
+    stop = threading.Event()
+    _, pollers, collector = _build(config, stop)
+    results: dict[str, bool] = {}
+
+    def poll(poller: SpacePoller) -> None:
+        try:
+            results[poller.space.name] = poller.poll_once()
+        finally:
+            poller.client.close()
+
+    threads = [threading.Thread(target=poll, args=(p,)) for p in pollers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    registry = CollectorRegistry()
+    registry.register(collector)
+    sys.stdout.write(generate_latest(registry).decode())
+    return 0 if all(results.values()) else 1
+
+
+def serve(config: Config) -> int:
+    """Serve /metrics and poll every space in the background until SIGTERM or SIGINT."""
+    stop = threading.Event()
+    snapshots, pollers, collector = _build(config, stop)
+    registry = CollectorRegistry()
+    for extra in (collector, PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(extra)
+    host, port = config.listen_host_port
+    try:
+        server = MetricsServer(host, port, make_app(registry, snapshots.ready))
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", config.listen_address, exc.strerror or exc)
+        return 1
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    log.info(
+        "signalwire-video-exporter %s listening on %s:%d, polling %d space(s) every %gs",
+        __version__,
+        host or "0.0.0.0",
+        server.port,
+        len(pollers),
+        config.poll.interval,
+    )
+    threads = [threading.Thread(target=p.run, name=f"poll-{p.space.name}", daemon=True) for p in pollers]
+    for thread in threads:
+        thread.start()
+    while not stop.wait(1.0):
+        pass
+    for thread in threads:
+        thread.join(SHUTDOWN_GRACE / max(1, len(threads)))
+    server.stop()
+    log.info("stopped")
+    return 0

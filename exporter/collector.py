@@ -1,0 +1,168 @@
+"""Custom collector: renders the latest snapshots into fresh metric families on every scrape.
+
+Sample output (one space, abridged)::
+
+    signalwire_video_up{space="production"} 1.0
+    signalwire_video_room_sessions_active{fps="30",quality="720p",space="production"} 4.0
+    signalwire_video_room_sessions_completed_total{fps="30",quality="720p",space="production"} 17.0
+    signalwire_video_room_sessions_cost_dollars_total{fps="30",quality="720p",space="production"} 2.31
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from . import __version__
+from .api import POLL_ERROR_REASONS, REQUEST_BUCKETS
+from .poller import Snapshots, SpaceSnapshot
+from .state import KEYS, OTHER_ROOM, SKIP_REASONS, Histogram
+
+P = "signalwire_video_"
+ENDPOINTS = ("list", "get")
+
+
+def _bucket_samples(bounds: tuple[float, ...], cumulative: list[int]) -> list[tuple[str, float]]:
+    return [(str(b), float(c)) for b, c in zip(bounds, cumulative, strict=False)]
+
+
+def _histogram_buckets(bounds: tuple[float, ...], hist: Histogram) -> list[tuple[str, float]]:
+    running, cumulative = 0, []
+    for count in hist.counts:
+        running += count
+        cumulative.append(running)
+    return [*_bucket_samples(bounds, cumulative), ("+Inf", float(cumulative[-1]))]
+
+
+class SessionCollector(Collector):
+    """Yields every ``signalwire_video_*`` family from the current snapshots."""
+
+    def __init__(self, snapshots: Snapshots, buckets: tuple[float, ...], rooms_enabled: bool) -> None:
+        self.snapshots, self.buckets, self.rooms_enabled = snapshots, buckets, rooms_enabled
+
+    def collect(self) -> Iterator[Metric]:
+        spaces = sorted(self.snapshots.current.values(), key=lambda s: s.name)
+        yield from self._sessions(spaces)
+        if self.rooms_enabled:
+            yield from self._rooms(spaces)
+        yield from self._health(spaces)
+        info = GaugeMetricFamily(P + "exporter_build_info", "Exporter version; always 1.", labels=["version"])
+        info.add_metric([__version__], 1.0)
+        yield info
+
+    def _sessions(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
+        labels = ["space", "quality", "fps"]
+        active = GaugeMetricFamily(P + "room_sessions_active", "In-progress room sessions.", labels=labels)
+        members = GaugeMetricFamily(
+            P + "room_sessions_active_max_members",
+            "Sum of max_members over in-progress room sessions (member capacity).",
+            labels=labels,
+        )
+        oldest = GaugeMetricFamily(
+            P + "room_sessions_oldest_start_timestamp_seconds",
+            "Start time of the longest-running in-progress room session.",
+            labels=["space"],
+        )
+        completed = CounterMetricFamily(
+            P + "room_sessions_completed", "Completed room sessions counted.", labels=labels
+        )
+        cost = CounterMetricFamily(
+            P + "room_sessions_cost_dollars",
+            "Sum of cost_in_dollars of completed room sessions.",
+            labels=labels,
+        )
+        durations = HistogramMetricFamily(
+            P + "room_session_duration_seconds",
+            "Duration of completed room sessions.",
+            labels=labels,
+        )
+        empty = Histogram((0,) * (len(self.buckets) + 1))
+        for s in spaces:
+            act, tot = s.activity, s.totals
+            for quality, fps in KEYS:
+                key, values = (quality, fps), [s.name, quality, fps]
+                active.add_metric(values, act.active.get(key, 0))
+                members.add_metric(values, act.max_members.get(key, 0))
+                completed.add_metric(values, tot.completed.get(key, 0))
+                cost.add_metric(values, tot.cost.get(key, 0.0))
+                hist = tot.durations.get(key, empty)
+                durations.add_metric(values, _histogram_buckets(self.buckets, hist), hist.total)
+            if act.oldest_start is not None:
+                oldest.add_metric([s.name], act.oldest_start)
+        yield from (active, members, oldest, completed, cost, durations)
+
+    def _rooms(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
+        active = GaugeMetricFamily(
+            P + "room_active_sessions",
+            "In-progress sessions per room (capped).",
+            labels=["space", "room"],
+        )
+        cost = CounterMetricFamily(
+            P + "room_cost_dollars",
+            "Cost of completed sessions per room (capped).",
+            labels=["space", "room"],
+        )
+        for s in spaces:
+            rooms = sorted({*s.activity.room_active, *s.totals.room_cost, OTHER_ROOM})
+            for room in rooms:
+                active.add_metric([s.name, room], s.activity.room_active.get(room, 0))
+                cost.add_metric([s.name, room], s.totals.room_cost.get(room, 0.0))
+        yield from (active, cost)
+
+    def _health(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
+        up = GaugeMetricFamily(P + "up", "1 if the latest poll of the space succeeded.", labels=["space"])
+        success = GaugeMetricFamily(
+            P + "last_poll_success_timestamp_seconds",
+            "Time of the latest successful poll (0 before the first).",
+            labels=["space"],
+        )
+        duration = GaugeMetricFamily(
+            P + "poll_duration_seconds",
+            "Wall time of the latest successful poll.",
+            labels=["space"],
+        )
+        requests = CounterMetricFamily(
+            P + "api_requests",
+            "SignalWire API requests by endpoint and HTTP status (or error).",
+            labels=["space", "endpoint", "code"],
+        )
+        latency = HistogramMetricFamily(
+            P + "api_request_duration_seconds",
+            "SignalWire API request latency.",
+            labels=["space", "endpoint"],
+        )
+        errors = CounterMetricFamily(P + "poll_errors", "Failed polls by reason.", labels=["space", "reason"])
+        skipped = CounterMetricFamily(
+            P + "sessions_skipped",
+            "Session records left out of the counters, by reason.",
+            labels=["space", "reason"],
+        )
+        for s in spaces:
+            up.add_metric([s.name], 1.0 if s.up else 0.0)
+            success.add_metric([s.name], s.last_success or 0.0)
+            if s.poll_duration is not None:
+                duration.add_metric([s.name], s.poll_duration)
+            for (endpoint, code), n in sorted(s.requests.counts.items()):
+                requests.add_metric([s.name, endpoint, code], n)
+            for endpoint in ENDPOINTS:
+                cumulative = list(s.requests.buckets.get(endpoint, (0,) * len(REQUEST_BUCKETS)))
+                total = s.requests.totals.get(endpoint, 0)
+                buckets = [*_bucket_samples(REQUEST_BUCKETS, cumulative), ("+Inf", float(total))]
+                latency.add_metric([s.name, endpoint], buckets, s.requests.sums.get(endpoint, 0.0))
+            _add_reasons(errors, s.name, POLL_ERROR_REASONS, s.poll_errors)
+            _add_reasons(skipped, s.name, SKIP_REASONS, s.totals.skipped)
+        yield from (up, success, duration, requests, latency, errors, skipped)
+
+
+def _add_reasons(
+    family: CounterMetricFamily, space: str, reasons: tuple[str, ...], counts: Mapping[str, int]
+) -> None:
+    for reason in sorted({*reasons, *counts}):
+        family.add_metric([space, reason], counts.get(reason, 0))

@@ -1,0 +1,165 @@
+"""Typed room sessions decoded from API pages (msgspec: one pass, unknown fields ignored).
+
+Only the fields the exporter uses are declared. Nullable fields are nullable as in the
+spec; fields the spec marks required but the exporter can do without default to None,
+so the summary form of ``GET /room_sessions/{id}`` (no cost) decodes with the same type.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import msgspec
+
+QUALITIES = ("720p", "1080p")
+FPS_VALUES = ("20", "30")
+UNKNOWN, OTHER = "unknown", "other"
+QUALITY_LABELS = (*QUALITIES, UNKNOWN, OTHER)
+FPS_LABELS = (*FPS_VALUES, UNKNOWN, OTHER)
+IN_PROGRESS, COMPLETED = "in-progress", "completed"
+
+
+def _epoch(value: datetime | None) -> float | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:  # the API writes UTC; a missing offset means UTC, not local time
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+class RoomSession(msgspec.Struct, frozen=True):
+    """One room session as the list (or get) endpoint returns it."""
+
+    id: str
+    created_at: datetime
+    status: str | None = None
+    name: str | None = None
+    quality: str | None = None
+    fps: str | float | None = None  # the spec says "20"; a real response carried 20
+    max_members: int | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    updated_at: datetime | None = None
+    duration: float | None = None
+    cost_in_dollars: float | None = None  # absent in the summary form
+
+    @property
+    def quality_label(self) -> str:
+        """``quality`` as a bounded label value: 720p, 1080p, unknown (null) or other."""
+        if self.quality is None:
+            return UNKNOWN
+        return self.quality if self.quality in QUALITIES else OTHER
+
+    @property
+    def fps_label(self) -> str:
+        """``fps`` as a bounded label value: 20, 30, unknown (null) or other."""
+        if self.fps is None:
+            return UNKNOWN
+        text = self.fps if isinstance(self.fps, str) else f"{self.fps:g}"
+        return text if text in FPS_VALUES else OTHER
+
+    @property
+    def created_ts(self) -> float:
+        """``created_at`` in epoch seconds."""
+        return _epoch(self.created_at) or 0.0
+
+    @property
+    def start_ts(self) -> float | None:
+        """``start_time`` in epoch seconds, None when unknown."""
+        return _epoch(self.start_time)
+
+    @property
+    def end_ts(self) -> float:
+        """When the session ended: ``end_time``, else ``updated_at``, else ``created_at``."""
+        return _epoch(self.end_time) or _epoch(self.updated_at) or self.created_ts
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """``duration``, or end minus start when the API left it null."""
+        if self.duration is not None:
+            return self.duration
+        start, end = self.start_ts, _epoch(self.end_time)
+        return end - start if start is not None and end is not None else None
+
+    def invalid_reason(self) -> str | None:
+        """Why the numbers of this record cannot be counted, or None when they can."""
+        cost = self.cost_in_dollars
+        if cost is not None and (not math.isfinite(cost) or cost < 0):
+            return "invalid_cost"
+        duration = self.duration_seconds
+        if duration is not None and (not math.isfinite(duration) or duration < 0):
+            return "invalid_duration"
+        if self.max_members is not None and self.max_members < 0:
+            return "invalid_max_members"
+        return None
+
+
+class Links(msgspec.Struct, frozen=True):
+    """Pagination links; only ``next`` matters (absent on the last page)."""
+
+    next: str | None = None
+
+
+class _Page(msgspec.Struct, frozen=True):
+    links: Links
+    data: list[RoomSession]
+
+
+class _RawPage(msgspec.Struct, frozen=True):
+    links: Links
+    data: list[msgspec.Raw]
+
+
+class InvalidResponse(Exception):
+    """A response body that is not what the spec promises."""
+
+
+class _Ident(msgspec.Struct, frozen=True):
+    id: str
+
+
+_page_decoder = msgspec.json.Decoder(_Page)
+_raw_page_decoder = msgspec.json.Decoder(_RawPage)
+_session_decoder = msgspec.json.Decoder(RoomSession)
+_ident_decoder = msgspec.json.Decoder(_Ident)
+
+
+def _ident(item: msgspec.Raw) -> str | None:
+    try:
+        return _ident_decoder.decode(item).id
+    except msgspec.DecodeError:
+        return None
+
+
+def decode_page(body: bytes) -> tuple[list[RoomSession], str | None, list[str | None]]:
+    """Decode a list page into (sessions, next link, ids of malformed records).
+
+    A malformed record is set apart (with its id where it has a usable one), never fatal;
+    a malformed page raises InvalidResponse.
+    """
+    try:
+        page = _page_decoder.decode(body)
+        return page.data, page.links.next, []
+    except msgspec.DecodeError:
+        pass
+    try:
+        raw = _raw_page_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidResponse(f"not a room-sessions page: {exc}") from None
+    sessions: list[RoomSession] = []
+    malformed: list[str | None] = []
+    for item in raw.data:
+        try:
+            sessions.append(_session_decoder.decode(item))
+        except msgspec.DecodeError:
+            malformed.append(_ident(item))
+    return sessions, raw.links.next, malformed
+
+
+def decode_session(body: bytes) -> RoomSession:
+    """Decode the body of ``GET /room_sessions/{id}``."""
+    try:
+        return _session_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidResponse(f"not a room session: {exc}") from None

@@ -1,0 +1,163 @@
+"""Polling: one background loop per space, each poll applied atomically to an immutable snapshot.
+
+A poll lists every in-progress session (all pages), walks the completed listing back to the
+accounting horizon, and asks ``GET /room_sessions/{id}`` about tracked sessions that are in
+neither. Only a complete poll changes counters or gauges; a failed one keeps the last good
+values and publishes ``up=0``. Scrapes read the latest snapshot and never wait for a poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+
+from .api import ApiClient, ApiError, RequestStats, RequestStatsSnapshot
+from .config import Config, SpaceConfig
+from .models import COMPLETED, IN_PROGRESS, InvalidResponse, RoomSession
+from .state import Accounting, Activity, Observation, Settings, Totals, apply
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SpaceSnapshot:
+    """Everything ``/metrics`` shows for one space, as of its latest poll."""
+
+    name: str
+    polled: bool = False  # a first poll has finished (successfully or not)
+    up: bool = False
+    last_success: float | None = None
+    poll_duration: float | None = None
+    activity: Activity = field(default_factory=Activity)
+    totals: Totals = field(default_factory=Totals)
+    poll_errors: Mapping[str, int] = field(default_factory=dict)
+    requests: RequestStatsSnapshot = field(default_factory=lambda: RequestStats().snapshot())
+
+
+class Snapshots:
+    """The latest snapshot of every space; replaced whole, so readers need no lock."""
+
+    def __init__(self, names: list[str]) -> None:
+        self._lock = threading.Lock()
+        self.current: Mapping[str, SpaceSnapshot] = {n: SpaceSnapshot(n) for n in names}
+
+    def publish(self, snapshot: SpaceSnapshot) -> None:
+        with self._lock:
+            self.current = {**self.current, snapshot.name: snapshot}
+
+    def ready(self) -> bool:
+        """True once every space has finished its first poll."""
+        return all(s.polled for s in self.current.values())
+
+
+class SpacePoller:
+    """Polls one space on its interval and publishes a snapshot after every poll."""
+
+    def __init__(
+        self,
+        space: SpaceConfig,
+        config: Config,
+        snapshots: Snapshots,
+        stop: threading.Event,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.space, self.config, self.snapshots, self.stop = space, config, snapshots, stop
+        self.clock = clock
+        self.stats = RequestStats()
+        self.client = ApiClient(space, config.poll, self.stats, stop)
+        self.accounting = Accounting(counting_start=clock())
+        self.settings = Settings(
+            lookback=config.poll.lookback,
+            buckets=config.duration_buckets,
+            rooms_enabled=config.rooms_enabled,
+            rooms_max=config.rooms_max,
+        )
+        self._order_warned = False
+
+    def run(self) -> None:
+        """Poll every ``interval`` (measured from each poll's start) until ``stop`` is set."""
+        try:
+            while not self.stop.is_set():
+                started = time.monotonic()
+                self.poll_once()
+                self.stop.wait(max(0.0, started + self.config.poll.interval - time.monotonic()))
+        finally:
+            self.client.close()
+
+    def poll_once(self) -> bool:
+        """Run one poll and publish its snapshot; True when it succeeded."""
+        started_wall, started = self.clock(), time.monotonic()
+        previous = self.snapshots.current[self.space.name]
+        try:
+            observation = self._observe(started_wall, started + self.config.poll.interval)
+        except ApiError as exc:
+            log.warning("space %s: poll failed (%s): %s", self.space.name, exc.reason, exc)
+            errors = dict(previous.poll_errors)
+            errors[exc.reason] = errors.get(exc.reason, 0) + 1
+            self.snapshots.publish(
+                replace(
+                    previous,
+                    polled=True,
+                    up=False,
+                    poll_errors=errors,
+                    requests=self.stats.snapshot(),
+                )
+            )
+            return False
+        self.accounting, activity = apply(self.accounting, observation, self.settings)
+        duration = time.monotonic() - started
+        self.snapshots.publish(
+            replace(
+                previous,
+                polled=True,
+                up=True,
+                last_success=self.clock(),
+                poll_duration=duration,
+                activity=activity,
+                totals=self.accounting.totals,
+                requests=self.stats.snapshot(),
+            )
+        )
+        log.debug("space %s: poll done in %.3fs", self.space.name, duration)
+        return True
+
+    def _observe(self, started: float, deadline: float) -> Observation:
+        malformed: list[tuple[str | None, str]] = []
+        in_progress: dict[str, RoomSession] = {}
+        for sessions, bad in self.client.list_sessions(IN_PROGRESS, deadline):
+            in_progress.update((s.id, s) for s in sessions)
+            malformed.extend((sid, IN_PROGRESS) for sid in bad)
+
+        acc = self.accounting
+        vanished = {sid: c for sid, c in acc.tracked.items() if sid not in in_progress}
+        walk_until = min([acc.horizon(self.config.poll.lookback), *vanished.values()])
+        completed: dict[str, RoomSession] = {}
+        newest_first, previous_created = True, float("inf")
+        for sessions, bad in self.client.list_sessions(COMPLETED, deadline):
+            malformed.extend((sid, COMPLETED) for sid in bad)
+            for s in sessions:
+                completed[s.id] = s
+                newest_first = newest_first and s.created_ts <= previous_created
+                previous_created = s.created_ts
+            if newest_first and sessions and sessions[-1].created_ts < walk_until:
+                break  # newest-first order verified so far: the rest is older than needed
+        if not newest_first and not self._order_warned:
+            self._order_warned = True
+            log.warning(
+                "space %s: completed sessions are not listed newest-first; reading every page "
+                "of the listing each poll (bounded by poll.max_pages)",
+                self.space.name,
+            )
+
+        fetched: dict[str, RoomSession | None] = {}
+        for sid in vanished:
+            if sid in completed:
+                continue
+            try:
+                fetched[sid] = self.client.get_session(sid, deadline)
+            except InvalidResponse:  # one bad record, not a bad poll
+                malformed.append((sid, COMPLETED))
+        return Observation(started, in_progress.values(), completed.values(), fetched, malformed)

@@ -1,0 +1,96 @@
+"""HTTP server: ``/metrics``, a landing page, and the ``/-/healthy`` and ``/-/ready`` probes.
+
+``/metrics`` is prometheus_client's WSGI app, so OpenMetrics (by Accept header) and gzip
+(by Accept-Encoding) work as in every Python exporter. Each request runs in its own thread.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+from prometheus_client.exposition import ThreadingWSGIServer
+
+from . import __version__
+
+StartResponse = Callable[..., Any]
+Environ = dict[str, Any]
+
+LANDING_PAGE = f"""<!doctype html>
+<html><head><title>SignalWire Video Exporter</title></head>
+<body><h1>SignalWire Video Exporter</h1><p>Version {__version__}</p>
+<ul><li><a href="metrics">Metrics</a></li><li><a href="-/healthy">Health</a></li>
+<li><a href="-/ready">Readiness</a></li></ul></body></html>
+""".encode()
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Access logs are not written: scrapes every few seconds would flood the log."""
+
+
+def make_app(
+    registry: CollectorRegistry, ready: Callable[[], bool]
+) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
+    """The WSGI application serving every route."""
+    metrics = make_wsgi_app(registry)
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            body: Iterable[bytes] = metrics(environ, start_response)
+            return body
+        if path == "/":
+            return _reply(start_response, "200 OK", LANDING_PAGE, "text/html; charset=utf-8")
+        if path == "/-/healthy":
+            return _reply(start_response, "200 OK", b"OK\n")
+        if path == "/-/ready":
+            if ready():
+                return _reply(start_response, "200 OK", b"OK\n")
+            return _reply(
+                start_response,
+                "503 Service Unavailable",
+                b"waiting for the first poll of every space\n",
+            )
+        return _reply(start_response, "404 Not Found", b"Not Found\n")
+
+    return app
+
+
+def _reply(
+    start_response: StartResponse, status: str, body: bytes, content_type: str = "text/plain"
+) -> list[bytes]:
+    start_response(status, [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class _ThreadingWSGIServer6(ThreadingWSGIServer):
+    address_family = socket.AF_INET6
+
+
+class MetricsServer:
+    """Serves the app on ``host:port`` in a daemon thread until :meth:`stop`."""
+
+    def __init__(
+        self, host: str, port: int, app: Callable[[Environ, StartResponse], Iterable[bytes]]
+    ) -> None:
+        server_class = _ThreadingWSGIServer6 if ":" in host else ThreadingWSGIServer
+        self.httpd: WSGIServer = make_server(
+            host or "0.0.0.0", port, app, server_class=server_class, handler_class=_QuietHandler
+        )
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -1,0 +1,572 @@
+"""An in-process simulated SignalWire space serving the Video room-sessions REST API.
+
+The server is real HTTP on 127.0.0.1 (stdlib only). It backs the exporter's ``--demo`` mode and
+acts as the fake API in the test suite: sessions can be scripted, faults injected and links bent.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import Message
+from enum import Enum
+from functools import partial
+from http.client import responses
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal, NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+LIST_PATH = "/api/video/room_sessions"
+STATUSES = ("in-progress", "completed")
+LIST_ONLY_FIELDS = ("cost_in_dollars", "enable_room_previews", "locked_cover")
+FILTERS = ("room_id", "room_name", "room_name_matches", "status")
+ERROR_DOCS = "https://developer.signalwire.com/rest/overview/error-codes"
+# Demo traffic: rooms with their capacity (max_members), and weighted quality/fps choices.
+QUALITY_MIX: tuple[tuple[str | None, ...], tuple[int, ...]] = (("720p", "1080p", None), (5, 4, 1))
+FPS_MIX: tuple[tuple[str | int, ...], tuple[int, ...]] = (("30", "20", 20), (6, 3, 1))
+ROOMS = {
+    "standup": 10,
+    "all-hands": 100,
+    "sales-demo": 5,
+    "support-desk": 8,
+    "design-review": 20,
+    "onboarding": 25,
+    "office-hours": 50,
+    "board-room": 12,
+}
+
+Endpoint = Literal["list", "get"]
+
+
+class _Auto(Enum):
+    """Sentinel for arguments derived from others (a room id derived from the room name)."""
+
+    ROOM_ID = "auto"
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request as received; ``headers`` keys are lower-cased, ``query`` keeps the last value."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+
+
+class _Response(NamedTuple):
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+class _Row(NamedTuple):
+    """A list entry: its keyset position (created_at, id), filter status and JSON record."""
+
+    key: tuple[float, str]
+    status: str
+    record: dict[str, Any]
+
+
+@dataclass
+class _Fault:
+    response: _Response
+    remaining: int
+    endpoint: Endpoint | None
+
+
+@dataclass
+class _Cursor:
+    after: bool  # True: items older than ``key`` (next page); False: newer (previous page)
+    key: tuple[float, str]
+
+
+@dataclass
+class _ListQuery:
+    filters: dict[str, str]
+    page_number: int
+    page_size: int
+    token: str | None
+    cursor: _Cursor | None
+
+
+@dataclass
+class _Session:
+    id: str
+    created_at: float
+    start_time: float
+    base: dict[str, Any]  # fields fixed at creation (name, room_id, quality, ...)
+    overrides: dict[str, Any]
+    end_time: float | None = None
+    duration: int | None = None
+    cost: float = 0
+
+    @property
+    def status(self) -> str:
+        return "in-progress" if self.end_time is None else "completed"
+
+    def record(self, now: float) -> dict[str, Any]:
+        """The full ``Video.RoomSession`` JSON object as served at ``now``."""
+        live = self.end_time is None
+        return {
+            "id": self.id,
+            **self.base,
+            "start_time": _iso(self.start_time),
+            "end_time": None if self.end_time is None else _iso(self.end_time),
+            "duration": max(0, int(now - self.start_time)) if live else self.duration,
+            "status": self.status,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.created_at if self.end_time is None else self.end_time),
+            "cost_in_dollars": 0 if live else self.cost,
+            **self.overrides,
+        }
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> _Response:
+    return _Response(status, json.dumps(payload).encode(), headers or {})
+
+
+def _error(status: int) -> _Response:
+    return _json(status, {"error": responses.get(status, "Error")})
+
+
+def _errors_body(kind: str, code: str, message: str, attribute: str | None) -> dict[str, Any]:
+    item = {"type": kind, "code": code, "message": message, "attribute": attribute}
+    return {"errors": [item | {"url": f"{ERROR_DOCS}#{code}"}]}
+
+
+def _invalid(attribute: str, message: str, code: str | None = None) -> _Response:
+    code = code or f"{attribute}_is_invalid"
+    return _json(422, _errors_body("validation_error", code, message, attribute))
+
+
+def _default_fault_body(status: int) -> dict[str, Any]:
+    if status == 422:
+        return _errors_body("validation_error", "invalid_parameter", "Invalid parameter", None)
+    if status == 429:
+        return _errors_body("rate_limit_error", "rate_limit_exceeded", "Too many requests", None)
+    return {"error": responses.get(status, "Error")}
+
+
+def _encode(cursor: _Cursor) -> str:
+    """An opaque ``page_token``: "PA" + urlsafe base64 of the keyset position and direction."""
+    raw = json.dumps(["a" if cursor.after else "b", *cursor.key], separators=(",", ":"))
+    return "PA" + base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode(token: str) -> _Cursor | None:
+    """Decode a ``page_token``; None when it is not one this space issued."""
+    if not token.startswith("PA"):
+        return None
+    try:
+        direction, created, sid = json.loads(base64.urlsafe_b64decode(token[2:] + "=="))
+    except (ValueError, TypeError):
+        return None
+    valid = direction in ("a", "b") and isinstance(sid, str)
+    if not valid or isinstance(created, bool) or not isinstance(created, int | float):
+        return None
+    return _Cursor(direction == "a", (float(created), sid))
+
+
+def _parse_int(value: str) -> int | None:
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _matches(row: _Row, filters: dict[str, str]) -> bool:
+    name = row.record.get("name")
+    name = name if isinstance(name, str) else None
+    pattern = filters.get("room_name_matches")
+    return (
+        filters.get("status", row.status) == row.status
+        and filters.get("room_id", row.record.get("room_id")) == row.record.get("room_id")
+        and filters.get("room_name", name) == name
+        and (pattern is None or (name is not None and pattern.lower() in name.lower()))
+    )
+
+
+def _newest_first(rows: list[_Row]) -> list[_Row]:
+    return sorted(rows, key=lambda row: row.key, reverse=True)
+
+
+def _paginate(rows: list[_Row], cursor: _Cursor | None, size: int) -> tuple[list[_Row], bool]:
+    """One page of newest-first ``rows`` relative to ``cursor``, and whether older rows remain."""
+    if cursor is None:
+        start, stop = 0, size
+    elif cursor.after:
+        start = sum(1 for row in rows if row.key >= cursor.key)
+        stop = start + size
+    else:
+        stop = sum(1 for row in rows if row.key > cursor.key)
+        start = max(0, stop - size)
+    page = rows[start:stop]
+    return page, bool(page) and stop < len(rows)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    """Hands every GET to the owning space and writes back its JSON response."""
+
+    protocol_version = "HTTP/1.1"
+
+    def __init__(self, *args: Any, space: SimulatedSpace) -> None:
+        self.space = space
+        super().__init__(*args)
+
+    def do_GET(self) -> None:
+        if self.server is not self.space._server:  # stopped: drop kept-alive connections
+            self.close_connection = True
+            return
+        response = self.space._respond(self.command, self.path, self.headers)
+        self.send_response(response.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(response.body)))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Keep stderr quiet."""
+
+
+class SimulatedSpace:
+    """An in-memory SignalWire space serving the room-sessions API on 127.0.0.1."""
+
+    page_size_default = 50
+    page_size_max = 1000
+
+    def __init__(
+        self,
+        project_id: str = "demo-project",
+        api_token: str = "demo-token",
+        *,
+        clock: Callable[[], float] = time.time,
+        seed: int = 0,
+        link_style: Literal["absolute", "relative"] = "absolute",
+        host_name: str = "demo.signalwire.com",
+    ) -> None:
+        credentials = base64.b64encode(f"{project_id}:{api_token}".encode()).decode()
+        self._authorization = f"Basic {credentials}"
+        self._clock = clock
+        self._rng = random.Random(seed)
+        self._link_style = link_style
+        self._host_name = host_name
+        self._lock = threading.RLock()
+        self._sessions: dict[str, _Session] = {}
+        self._raw: list[_Row] = []
+        self._faults: list[_Fault] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._traffic: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.next_link_hook: Callable[[str], str | None] | None = None
+        self.requests: list[RecordedRequest] = []
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self, port: int = 0) -> str:
+        """Bind 127.0.0.1:``port`` (0: any free port), serve in a daemon thread; return base_url."""
+        if self._server is not None:
+            raise RuntimeError("simulated space already started")
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), partial(_Handler, space=self))
+        name = f"simulated-space-{self._server.server_address[1]}"
+        serve = partial(self._server.serve_forever, poll_interval=0.05)  # prompt shutdown()
+        threading.Thread(target=serve, name=name, daemon=True).start()
+        return self.base_url
+
+    def stop(self) -> None:
+        """Shut down the server (kept-alive connections included) and traffic; idempotent."""
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._traffic is not None:
+            self._traffic.join()
+            self._traffic = None
+        self._stopping = threading.Event()
+
+    def __enter__(self) -> SimulatedSpace:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:PORT`` of the running server."""
+        if self._server is None:
+            raise RuntimeError("simulated space not started")
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    # --- scripted control ------------------------------------------------------------------
+
+    def add_session(
+        self,
+        *,
+        id: str | None = None,
+        name: str | None = "room-1",
+        room_id: str | _Auto | None = _Auto.ROOM_ID,
+        quality: str | None = "720p",
+        fps: str | int | None = "30",
+        max_members: int | None = 10,
+        start_time: float | None = None,
+        created_at: float | None = None,
+        **overrides: Any,
+    ) -> str:
+        """Create an in-progress session and return its id.
+
+        ``room_id`` defaults to a stable uuid per room name (None for a nameless session);
+        ``overrides`` are raw JSON fields merged verbatim into the served record.
+        """
+        now = self._clock()
+        if isinstance(room_id, _Auto):
+            room = uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.{self._host_name}")
+            room_id = None if name is None else str(room)
+        base = {
+            "room_id": room_id, "name": name, "display_name": name, "max_members": max_members,
+            "quality": quality, "fps": fps, "join_from": None, "join_until": None,
+            "remove_at": None, "remove_after_seconds_elapsed": None, "layout": "grid-responsive",
+            "record_on_start": False, "tone_on_entry_and_exit": True,
+            "room_join_video_off": False, "user_join_video_off": False, "locked": False,
+            "preview_url": None, "prioritize_handraise": False, "sync_audio_video": True,
+            "enable_room_previews": False, "locked_cover": "",
+        }  # fmt: skip
+        start = now if start_time is None else start_time
+        created = now if created_at is None else created_at
+        session = _Session(id or str(uuid.uuid4()), created, start, base, overrides)
+        with self._lock:
+            self._sessions[session.id] = session
+        return session.id
+
+    def complete_session(
+        self,
+        session_id: str,
+        *,
+        cost_in_dollars: float,
+        end_time: float | None = None,
+        duration: int | None = None,
+    ) -> None:
+        """Mark a session completed; ``duration`` defaults to round(end - start)."""
+        with self._lock:
+            session = self._sessions[session_id]
+            session.end_time = self._clock() if end_time is None else end_time
+            default = round(session.end_time - session.start_time)
+            session.duration = default if duration is None else duration
+            session.cost = cost_in_dollars
+
+    def delete_session(self, session_id: str) -> None:
+        """Remove a session: absent from lists and 404 on GET."""
+        with self._lock:
+            del self._sessions[session_id]
+
+    def add_raw_record(
+        self, record: dict[str, Any], status: str = "completed", created_at: float | None = None
+    ) -> None:
+        """Serve ``record`` verbatim in lists (unfiltered or for ``status``); never on GET."""
+        raw_id = record.get("id")
+        sort_id = raw_id if isinstance(raw_id, str) else str(uuid.uuid4())
+        created = self._clock() if created_at is None else created_at
+        with self._lock:
+            self._raw.append(_Row((created, sort_id), status, record))
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """Ground truth: every session's record as the list endpoint serves it now, newest first.
+
+        Raw records from ``add_raw_record`` are not sessions and are left out.
+        """
+        with self._lock:
+            rows = self._session_rows(self._clock())
+        return [row.record for row in _newest_first(rows)]
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        body: bytes | dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+        endpoint: Endpoint | None = None,
+    ) -> None:
+        """Answer the next ``times`` matching requests with this response, before even auth."""
+        payload = _default_fault_body(status) if body is None else body
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        with self._lock:
+            self._faults.append(_Fault(_Response(status, data, headers or {}), times, endpoint))
+
+    # --- HTTP ------------------------------------------------------------------------------
+
+    def _respond(self, method: str, target: str, headers: Message) -> _Response:
+        url = urlsplit(target)
+        query = dict(parse_qsl(url.query))
+        received = {name.lower(): value for name, value in headers.items()}
+        endpoint: Endpoint | None = None
+        if url.path == LIST_PATH:
+            endpoint = "list"
+        elif url.path.startswith(LIST_PATH + "/") and "/" not in url.path[len(LIST_PATH) + 1 :]:
+            endpoint = "get"
+        with self._lock:
+            self.requests.append(RecordedRequest(method, url.path, query, received))
+            fault = self._take_fault(endpoint)
+        if fault is not None:
+            return fault
+        if headers.get("Authorization") != self._authorization:
+            return _error(401)
+        if endpoint == "list":
+            return self._list(query)
+        if endpoint == "get":
+            return self._get(url.path.rsplit("/", 1)[1])
+        return _error(404)
+
+    def _take_fault(self, endpoint: Endpoint | None) -> _Response | None:
+        for fault in self._faults:
+            if fault.endpoint in (None, endpoint):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+                return fault.response
+        return None
+
+    def _get(self, session_id: str) -> _Response:
+        with self._lock:
+            session = self._sessions.get(session_id)
+            record = None if session is None else session.record(self._clock())
+        if record is None:
+            return _error(404)
+        return _json(200, {k: v for k, v in record.items() if k not in LIST_ONLY_FIELDS})
+
+    def _list(self, query: dict[str, str]) -> _Response:
+        params = self._parse_list_query(query)
+        if isinstance(params, _Response):
+            return params
+        with self._lock:
+            rows = self._session_rows(self._clock()) + self._raw
+        rows = _newest_first([row for row in rows if _matches(row, params.filters)])
+        page, more = _paginate(rows, params.cursor, params.page_size)
+        links = self._links(params, page, more)
+        return _json(200, {"links": links, "data": [row.record for row in page]})
+
+    def _session_rows(self, now: float) -> list[_Row]:
+        return [_Row((s.created_at, s.id), s.status, s.record(now)) for s in self._sessions.values()]
+
+    def _parse_list_query(self, query: dict[str, str]) -> _ListQuery | _Response:
+        status = query.get("status")
+        if status is not None and status not in STATUSES:
+            return _invalid("status", f"status must be one of: {', '.join(STATUSES)}")
+        size = _parse_int(query.get("page_size", str(self.page_size_default)))
+        if size is None or not 1 <= size <= self.page_size_max:
+            return _invalid("page_size", f"page_size must be between 1 and {self.page_size_max}")
+        number = _parse_int(query.get("page_number", "0"))
+        if number is None or number < 0:
+            return _invalid("page_number", "page_number must be a non-negative integer")
+        token = query.get("page_token")
+        if token is None and number > 0:
+            return _invalid("page_token", "page_token is required", "page_token_required")
+        cursor = None if token is None else _decode(token)
+        if token is not None and cursor is None:
+            return _invalid("page_token", "page_token is invalid")
+        filters = {name: query[name] for name in FILTERS if name in query}
+        return _ListQuery(filters, number, size, token, cursor)
+
+    def _links(self, params: _ListQuery, page: list[_Row], more: bool) -> dict[str, str]:
+        origin = self.base_url if self._link_style == "absolute" else ""
+
+        def link(number: int, token: str | None) -> str:
+            query = {
+                **params.filters,
+                "page_number": str(number),
+                "page_size": str(params.page_size),
+            }
+            if token is not None:
+                query["page_token"] = token
+            return f"{origin}{LIST_PATH}?{urlencode(query)}"
+
+        links = {"self": link(params.page_number, params.token), "first": link(0, None)}
+        last = page[-1].key if more else None
+        nxt = None if last is None else link(params.page_number + 1, _encode(_Cursor(True, last)))
+        if nxt is not None and self.next_link_hook is not None:
+            nxt = self.next_link_hook(nxt)
+        if nxt is not None:
+            links["next"] = nxt
+        anchor = page[0].key if page else params.cursor.key if params.cursor else None
+        if params.page_number > 0 and anchor is not None:
+            links["prev"] = link(params.page_number - 1, _encode(_Cursor(False, anchor)))
+        return links
+
+    # --- demo traffic ----------------------------------------------------------------------
+
+    def run_traffic(
+        self, *, tick: float = 1.0, target_active: int = 12, mean_duration: float = 120.0
+    ) -> None:
+        """Simulate demo traffic in a daemon thread until ``stop()``.
+
+        Seeds live and completed history, then every ``tick`` seconds ends and starts sessions
+        so that about ``target_active`` are in progress.
+        """
+        if self._traffic is not None:
+            raise RuntimeError("traffic already running")
+        now = self._clock()
+        with self._lock:
+            for _ in range(target_active):
+                self._start_random(now - self._rng.uniform(0, mean_duration))
+            for _ in range(5):
+                start = now - self._rng.uniform(2, 10) * mean_duration
+                sid = self._start_random(start)
+                self._end(sid, start + self._rng.uniform(0.2, 1.8) * mean_duration)
+        args = (self._stopping, tick, target_active, mean_duration)
+        self._traffic = threading.Thread(
+            target=self._traffic_loop, args=args, name="simulated-space-traffic", daemon=True
+        )
+        self._traffic.start()
+
+    def _traffic_loop(
+        self, stopping: threading.Event, tick: float, target: int, mean_duration: float
+    ) -> None:
+        while not stopping.wait(tick):
+            with self._lock:
+                self._traffic_step(tick, target, mean_duration)
+
+    def _traffic_step(self, tick: float, target: int, mean_duration: float) -> None:
+        """End each live session with probability tick/mean; start enough to hover at target."""
+        now, rng = self._clock(), self._rng
+        live = [s.id for s in self._sessions.values() if s.end_time is None]
+        ending = [sid for sid in live if rng.random() < tick / mean_duration]
+        for sid in ending:
+            self._end(sid, now)
+        deficit = max(0, target - len(live) + len(ending))
+        expected = target * tick / mean_duration + 0.25 * deficit
+        for _ in range(int(expected) + (rng.random() < expected % 1)):
+            self._start_random(now)
+
+    def _start_random(self, start: float) -> str:
+        rng = self._rng
+        name = rng.choice(list(ROOMS))
+        return self.add_session(
+            id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            name=name,
+            quality=rng.choices(*QUALITY_MIX)[0],
+            fps=rng.choices(*FPS_MIX)[0],
+            max_members=ROOMS[name],
+            start_time=start,
+            created_at=start,
+        )
+
+    def _end(self, session_id: str, end: float) -> None:
+        """Complete a session at ``end``, costing ~$0.0035 per member-minute."""
+        session = self._sessions[session_id]
+        members = self._rng.randint(1, min(session.base["max_members"] or 5, 12))
+        minutes = max(end - session.start_time, 1.0) / 60
+        cost = max(round(0.0035 * members * minutes, 4), 0.0001)
+        self.complete_session(session_id, cost_in_dollars=cost, end_time=end)

@@ -1,0 +1,229 @@
+"""Accounting of room sessions: one poll's observation in, the next immutable state out.
+
+``apply`` is a pure function. It never mutates its inputs, so a failed poll simply keeps
+the previous :class:`Accounting`, and the snapshot built from the new one can be swapped in
+atomically for the collector.
+
+Counting rule: a completed session is counted once (deduplicated by id) when a poll first
+sees it completed, provided it was seen in progress earlier or ended after counting started.
+The dedupe memory forgets ids created before the horizon, which the completed walk only
+reaches for sessions still tracked as in progress, so memory stays bounded.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from .models import COMPLETED, FPS_LABELS, QUALITY_LABELS, RoomSession
+
+Key = tuple[str, str]  # (quality, fps) label values
+OTHER_ROOM = "__other__"
+SKIP_REASONS = (
+    "malformed",
+    "invalid_cost",
+    "invalid_duration",
+    "invalid_max_members",
+    "missing_duration",
+)
+KEYS: tuple[Key, ...] = tuple((q, f) for q in QUALITY_LABELS for f in FPS_LABELS)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Duration histogram: per-bucket (non-cumulative) counts, the last one for +Inf."""
+
+    counts: tuple[int, ...]
+    total: float = 0.0
+
+    def observe(self, bounds: tuple[float, ...], value: float) -> Histogram:
+        counts = list(self.counts)
+        counts[bisect.bisect_left(bounds, value)] += 1
+        return Histogram(tuple(counts), self.total + value)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Cumulative counters of completed sessions."""
+
+    completed: Mapping[Key, int] = field(default_factory=dict)
+    cost: Mapping[Key, float] = field(default_factory=dict)
+    durations: Mapping[Key, Histogram] = field(default_factory=dict)
+    room_cost: Mapping[str, float] = field(default_factory=dict)
+    skipped: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """Gauges describing the in-progress sessions of the latest successful poll."""
+
+    active: Mapping[Key, int] = field(default_factory=dict)
+    max_members: Mapping[Key, int] = field(default_factory=dict)
+    oldest_start: float | None = None
+    room_active: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The parts of the configuration that accounting depends on."""
+
+    lookback: float
+    buckets: tuple[float, ...]
+    rooms_enabled: bool = False
+    rooms_max: int = 50
+
+
+@dataclass(frozen=True)
+class Accounting:
+    """Everything carried from one poll to the next for one space."""
+
+    counting_start: float
+    last_success: float | None = None  # start (epoch) of the last successful poll
+    tracked: Mapping[str, float] = field(default_factory=dict)  # in progress: id -> created
+    counted: Mapping[str, float] = field(default_factory=dict)  # dedupe memory: id -> created
+    rooms: tuple[str, ...] = ()  # room label slots, first come first served, never reassigned
+    totals: Totals = field(default_factory=Totals)
+
+    def horizon(self, lookback: float) -> float:
+        """Creation time before which completed sessions are of no interest unless tracked."""
+        return (self.last_success or self.counting_start) - lookback
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What one complete poll saw.
+
+    ``fetched`` holds the result of ``GET`` for tracked sessions that vanished from the
+    in-progress listing and were not in the completed walk (None: the API no longer has it).
+    ``malformed`` lists (id or None, listing status) of records that could not be decoded.
+    """
+
+    started: float
+    in_progress: Iterable[RoomSession]
+    completed: Iterable[RoomSession]
+    fetched: Mapping[str, RoomSession | None] = field(default_factory=dict)
+    malformed: Iterable[tuple[str | None, str]] = ()
+
+
+def _add(mapping: dict[str, int], key: str, amount: int = 1) -> None:
+    mapping[key] = mapping.get(key, 0) + amount
+
+
+class _Pass:
+    """Mutable working copy used while one observation is applied."""
+
+    def __init__(self, acc: Accounting, settings: Settings) -> None:
+        self.acc, self.settings = acc, settings
+        self.completed = dict(acc.totals.completed)
+        self.cost = dict(acc.totals.cost)
+        self.durations = dict(acc.totals.durations)
+        self.room_cost = dict(acc.totals.room_cost)
+        self.skipped = dict(acc.totals.skipped)
+        self.counted = dict(acc.counted)
+        self.rooms = list(acc.rooms)
+
+    def room(self, session: RoomSession) -> str:
+        name = session.name
+        if name is None:
+            return OTHER_ROOM
+        if name not in self.rooms and len(self.rooms) < self.settings.rooms_max:
+            self.rooms.append(name)
+        return name if name in self.rooms else OTHER_ROOM
+
+    def count(self, session: RoomSession) -> None:
+        """Count one completed session unless already counted or out of scope."""
+        sid = session.id
+        if sid in self.counted:
+            return
+        tracked = sid in self.acc.tracked
+        in_scope = session.end_ts >= self.acc.counting_start and (
+            session.created_ts >= self.acc.horizon(self.settings.lookback)
+        )
+        if not (tracked or in_scope):
+            return
+        self.counted[sid] = session.created_ts
+        reason = session.invalid_reason()
+        if reason:
+            _add(self.skipped, reason)
+            return
+        key = (session.quality_label, session.fps_label)
+        cost = session.cost_in_dollars or 0.0
+        self.completed[key] = self.completed.get(key, 0) + 1
+        self.cost[key] = self.cost.get(key, 0.0) + cost
+        duration = session.duration_seconds
+        if duration is None:
+            _add(self.skipped, "missing_duration")
+        else:
+            empty = Histogram((0,) * (len(self.settings.buckets) + 1))
+            hist = self.durations.get(key, empty)
+            self.durations[key] = hist.observe(self.settings.buckets, duration)
+        if self.settings.rooms_enabled:
+            room = self.room(session)
+            self.room_cost[room] = self.room_cost.get(room, 0.0) + cost
+
+    def skip_malformed(self, sid: str | None, started: float) -> None:
+        """Count an undecodable completed record once per id (every time when it has none)."""
+        if sid is not None and sid in self.counted:
+            return
+        if sid is not None:
+            self.counted[sid] = started
+        _add(self.skipped, "malformed")
+
+
+def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accounting, Activity]:
+    """Fold one complete poll into the accounting; returns the new state and the gauges."""
+    work = _Pass(acc, settings)
+    active: dict[str, RoomSession] = {s.id: s for s in obs.in_progress}
+    completed: dict[str, RoomSession] = {s.id: s for s in obs.completed}
+    for sid, session in obs.fetched.items():
+        if session is None:
+            continue
+        if session.status == COMPLETED or (session.status is None and session.end_time):
+            completed.setdefault(sid, session)
+        else:
+            active.setdefault(sid, session)
+    for sid in completed:
+        active.pop(sid, None)
+
+    for session in sorted(completed.values(), key=lambda s: (s.end_ts, s.id)):
+        work.count(session)
+    tracked_malformed: dict[str, float] = {}
+    for bad_id, status in obs.malformed:
+        if status == COMPLETED:
+            work.skip_malformed(bad_id, obs.started)
+        elif bad_id is not None:  # in progress: remember it, count it once it completes
+            tracked_malformed[bad_id] = acc.tracked.get(bad_id, obs.started)
+            if bad_id not in acc.tracked:
+                _add(work.skipped, "malformed")
+
+    activity = _activity(active.values(), work, settings)
+    new = replace(
+        acc,
+        last_success=obs.started,
+        tracked={**tracked_malformed, **{sid: s.created_ts for sid, s in active.items()}},
+        rooms=tuple(work.rooms),
+        totals=Totals(work.completed, work.cost, work.durations, work.room_cost, work.skipped),
+    )
+    horizon = new.horizon(settings.lookback)
+    counted = {sid: created for sid, created in work.counted.items() if created >= horizon}
+    return replace(new, counted=counted), activity
+
+
+def _activity(sessions: Iterable[RoomSession], work: _Pass, settings: Settings) -> Activity:
+    active: dict[Key, int] = {}
+    members: dict[Key, int] = {}
+    rooms: dict[str, int] = {}
+    oldest: float | None = None
+    for session in sorted(sessions, key=lambda s: (s.created_ts, s.id)):
+        if session.invalid_reason():
+            continue
+        key = (session.quality_label, session.fps_label)
+        active[key] = active.get(key, 0) + 1
+        members[key] = members.get(key, 0) + (session.max_members or 0)
+        start = session.start_ts
+        if start is not None and (oldest is None or start < oldest):
+            oldest = start
+        if settings.rooms_enabled:
+            _add(rooms, work.room(session))
+    return Activity(active, members, oldest, rooms)

@@ -1,0 +1,133 @@
+"""Configuration: defaults, environment, durations, and every bad config with its exact errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from exporter.config import (
+    DEFAULT_BUCKETS,
+    ConfigError,
+    config_from_env,
+    load_config,
+    parse_config,
+    parse_duration,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+BAD = sorted((Path(__file__).parent / "bad_configs").glob("*.yaml"))
+
+
+def _expected(path: Path) -> list[str]:
+    lines = path.read_text().splitlines()
+    return [line.removeprefix("# expect: ").replace("{path}", str(path)) for line in lines if line.startswith("# expect: ")]
+
+
+@pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
+def test_bad_config_reports_every_error_with_its_path(path: Path) -> None:
+    expected = _expected(path)
+    assert expected, f"{path.name} declares no expected error"
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), env={})
+    assert info.value.errors == expected
+
+
+def test_example_config_is_valid_and_documents_every_default() -> None:
+    env = {"SIGNALWIRE_PROJECT_ID": "pid", "SIGNALWIRE_API_TOKEN": "tok"}
+    config = load_config(str(ROOT / "config.example.yaml"), env=env)
+    assert config.spaces[0].project_id == "pid"
+    assert config.spaces[0].api_token == "tok"
+    assert config.spaces[0].base_url == "https://example.signalwire.com"
+    assert config.poll.interval == 30 and config.poll.timeout == 10 and config.poll.lookback == 3600
+    assert config.poll.page_size == 1000 and config.poll.max_pages == 1000
+    assert config.listen_address == "0.0.0.0:10092"
+    assert config.duration_buckets == DEFAULT_BUCKETS
+    assert (config.rooms_enabled, config.rooms_max) == (False, 50)
+    assert (config.log_level, config.log_format) == ("info", "text")
+
+
+def test_minimal_config_gets_defaults() -> None:
+    config = parse_config({"spaces": [{"name": "p", "space": "acme", "project_id": "x", "api_token": "y"}]})
+    assert config.poll.interval == 30.0
+    assert config.spaces[0].base_url == "https://acme.signalwire.com"
+    assert config.listen_host_port == ("0.0.0.0", 10092)
+
+
+def test_base_url_overrides_space_and_token_file_is_read(tmp_path: Path) -> None:
+    token_file = tmp_path / "token"
+    token_file.write_text("file-token\n")
+    space = {
+        "name": "p",
+        "space": "acme",
+        "base_url": "http://127.0.0.1:8080/",
+        "project_id": "x",
+        "api_token_file": str(token_file),
+    }
+    config = parse_config({"spaces": [space]})
+    assert config.spaces[0].base_url == "http://127.0.0.1:8080"
+    assert config.spaces[0].api_token == "file-token"
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("1d", 86400), (45, 45), ("2.5", 2.5)],
+)
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "5 m", "m", "-1s", "1w", True, None, [1]])
+def test_invalid_durations(text: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+def test_environment_defines_one_space_without_a_file(tmp_path: Path) -> None:
+    env = {"SIGNALWIRE_SPACE": "acme", "SIGNALWIRE_PROJECT_ID": "pid", "SIGNALWIRE_API_TOKEN": "tok"}
+    config = config_from_env(env)
+    assert [(s.name, s.base_url, s.project_id, s.api_token) for s in config.spaces] == [
+        ("acme", "https://acme.signalwire.com", "pid", "tok")
+    ]
+    token_file = tmp_path / "t"
+    token_file.write_text("from-file")
+    env = {"SIGNALWIRE_SPACE": "acme", "SIGNALWIRE_PROJECT_ID": "pid", "SIGNALWIRE_API_TOKEN_FILE": str(token_file)}
+    assert config_from_env(env).spaces[0].api_token == "from-file"
+
+
+def test_environment_missing_variables_are_named() -> None:
+    with pytest.raises(ConfigError) as info:
+        config_from_env({"SIGNALWIRE_SPACE": "acme"})
+    assert info.value.errors[:2] == [
+        "SIGNALWIRE_PROJECT_ID: required when no --config file is given",
+        "SIGNALWIRE_API_TOKEN (or SIGNALWIRE_API_TOKEN_FILE): required when no --config file is given",
+    ]
+
+
+def test_token_never_appears_in_config_errors_or_repr() -> None:
+    secret = "s3cr3t-token-value"
+    raw = {"spaces": [{"name": "p", "space": "bad.name", "project_id": "x", "api_token": secret}], "bogus": 1}
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    assert secret not in str(info.value)
+    good = parse_config({"spaces": [{"name": "p", "space": "ok", "project_id": "x", "api_token": secret}]})
+    assert secret not in repr(good)
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT
+    )
+
+
+def test_check_config_cli_exit_codes_and_no_traceback() -> None:
+    bad = _cli("--check-config", "--config", str(ROOT / "tests/bad_configs/missing_project_id.yaml"), env={})
+    assert bad.returncode == 2
+    assert bad.stderr == "config error: spaces[0].project_id: required\n"
+    assert "secret-token-value" not in bad.stdout + bad.stderr
+    env = {"SIGNALWIRE_PROJECT_ID": "pid", "SIGNALWIRE_API_TOKEN": "tok-abc"}
+    good = _cli("--check-config", "--config", str(ROOT / "config.example.yaml"), env=env)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout == "config OK: 1 space(s): production\n"

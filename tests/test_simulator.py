@@ -1,0 +1,381 @@
+"""Tests for the simulated SignalWire space: real HTTP, responses checked against the OpenAPI spec."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import yaml
+from jsonschema import Draft202012Validator, FormatChecker
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from exporter.simulator import SimulatedSpace
+
+PROJECT, TOKEN = "project-1", "secret-token"
+LIST = "/api/video/room_sessions"
+T0 = 1_795_000_000.0
+SPEC: dict[str, Any] = yaml.safe_load(
+    (Path(__file__).parent / "api" / "room_sessions.openapi.yaml").read_text()
+)
+SPEC_URI = "urn:signalwire:room-sessions"
+REGISTRY: Registry[Any] = Registry().with_resource(
+    SPEC_URI, Resource.from_contents(SPEC, default_specification=DRAFT202012)
+)
+
+
+def validate(ref: str, instance: object) -> None:
+    """Validate ``instance`` against the spec schema at ``ref`` ("#/components/...")."""
+    schema = {"$ref": SPEC_URI + ref}
+    Draft202012Validator(schema, registry=REGISTRY, format_checker=FormatChecker()).validate(
+        instance
+    )
+
+
+def validate_response(response: httpx.Response) -> None:
+    """Validate a response body against the spec's schema for its path and status."""
+    path = urlsplit(str(response.url)).path
+    template = LIST if path == LIST else LIST + "/{id}"
+    responses = SPEC["paths"][template]["get"]["responses"]
+    assert str(response.status_code) in responses, response.status_code
+    assert response.headers["content-type"] == "application/json"
+    schema = responses[str(response.status_code)]["content"]["application/json"]["schema"]
+    validate(schema["$ref"], response.json())
+
+
+class Clock:
+    """A settable clock."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def space(clock: Clock) -> Iterator[SimulatedSpace]:
+    with SimulatedSpace(PROJECT, TOKEN, clock=clock) as sim:
+        yield sim
+
+
+@pytest.fixture
+def client(space: SimulatedSpace) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=space.base_url, auth=(PROJECT, TOKEN)) as http:
+        yield http
+
+
+def get(client: httpx.Client, url: str, **params: Any) -> httpx.Response:
+    """GET and check the response against the spec."""
+    response = client.get(url, params=params or None)  # httpx: {} would drop the URL's query
+    validate_response(response)
+    return response
+
+
+def collect(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
+    """Follow ``next`` links from the first page; return every page's JSON."""
+    pages = [get(client, LIST, **params).json()]
+    while "next" in pages[-1]["links"]:
+        assert len(pages) < 50, "pagination does not terminate"
+        pages.append(get(client, pages[-1]["links"]["next"]).json())
+    return pages
+
+
+def ids(pages: list[dict[str, Any]]) -> list[str]:
+    return [record["id"] for page in pages for record in page["data"]]
+
+
+def query_of(link: str) -> dict[str, str]:
+    return {key: values[-1] for key, values in parse_qs(urlsplit(link).query).items()}
+
+
+@pytest.mark.parametrize("auth", [None, (PROJECT, "wrong"), ("other", TOKEN)])
+@pytest.mark.parametrize("path", [LIST, LIST + "/00000000-0000-4000-8000-000000000000"])
+def test_rejects_missing_or_wrong_credentials(
+    space: SimulatedSpace, auth: tuple[str, str] | None, path: str
+) -> None:
+    space.add_session()
+    response = httpx.get(space.base_url + path, auth=auth)
+    assert response.status_code == 401
+    assert response.json() == {"error": "Unauthorized"}
+    validate_response(response)
+
+
+@pytest.mark.parametrize("link_style", ["absolute", "relative"])
+def test_pagination_collects_every_session_once_newest_first(
+    clock: Clock, link_style: Any
+) -> None:
+    with SimulatedSpace(PROJECT, TOKEN, clock=clock, link_style=link_style) as space:
+        created = [space.add_session(created_at=T0 - 60 * i) for i in range(6)]
+        created += [space.add_session(created_at=T0 - 600) for _ in range(3)]  # same second
+        with httpx.Client(base_url=space.base_url, auth=(PROJECT, TOKEN)) as client:
+            pages = collect(client, page_size=2)
+        origin = space.base_url if link_style == "absolute" else ""
+    expected = created[:6] + sorted(created[6:], reverse=True)
+    assert ids(pages) == expected
+    assert [len(page["data"]) for page in pages] == [2, 2, 2, 2, 1]
+    for number, page in enumerate(pages):
+        links = page["links"]
+        assert all(link.startswith(origin + LIST + "?") for link in links.values())
+        assert query_of(links["self"])["page_number"] == str(number)
+        assert query_of(links["first"]) == {"page_number": "0", "page_size": "2"}
+        assert ("prev" in links) == (number > 0)
+    assert "page_token" in query_of(pages[1]["links"]["self"])
+
+
+def test_pagination_is_stable_while_sessions_start_end_and_vanish(
+    space: SimulatedSpace, client: httpx.Client
+) -> None:
+    created = [space.add_session(created_at=T0 - i) for i in range(6)]
+    first = get(client, LIST, page_size=2, status="in-progress").json()
+    space.add_session(created_at=T0 + 5)  # newer than the cursor: not on later pages
+    space.delete_session(created[0])  # already served
+    space.complete_session(created[3], cost_in_dollars=0.5)  # no longer matches the filter
+    rest = get(client, first["links"]["next"]).json()
+    last = get(client, rest["links"]["next"]).json()
+    assert ids([first, rest, last]) == [created[i] for i in (0, 1, 2, 4, 5)]
+    assert "next" not in last["links"]
+
+
+def test_prev_link_returns_the_previous_page(space: SimulatedSpace, client: httpx.Client) -> None:
+    for i in range(5):
+        space.add_session(created_at=T0 - i)
+    page0 = get(client, LIST, page_size=2).json()
+    page1 = get(client, page0["links"]["next"]).json()
+    page2 = get(client, page1["links"]["next"]).json()
+    assert ids([get(client, page2["links"]["prev"]).json()]) == ids([page1])
+    assert ids([get(client, page1["links"]["prev"]).json()]) == ids([page0])
+
+
+def test_filters_select_sessions_and_are_carried_by_links(
+    space: SimulatedSpace, client: httpx.Client
+) -> None:
+    east = [space.add_session(name="Standup-East", created_at=T0 - i) for i in range(3)]
+    west = space.add_session(name="standup-west")
+    hands = space.add_session(name="all-hands")
+    space.complete_session(east[2], cost_in_dollars=0.25)
+    room_id = get(client, LIST + "/" + hands).json()["room_id"]
+
+    def found(**params: Any) -> set[str]:
+        return set(ids(collect(client, page_size=1, **params)))
+
+    assert found(room_name="Standup-East") == set(east)
+    assert found(room_name_matches="STANDUP") == {*east, west}
+    assert found(room_name_matches="standup", status="completed") == {east[2]}
+    assert found(status="in-progress") == {east[0], east[1], west, hands}
+    assert found(room_id=room_id) == {hands}
+    page = get(client, LIST, page_size=1, room_name_matches="up", status="in-progress").json()
+    for link in page["links"].values():
+        assert query_of(link)["room_name_matches"] == "up"
+        assert query_of(link)["status"] == "in-progress"
+
+
+@pytest.mark.parametrize(
+    ("params", "attribute", "code"),
+    [
+        ({"page_size": "0"}, "page_size", "page_size_is_invalid"),
+        ({"page_size": "1001"}, "page_size", "page_size_is_invalid"),
+        ({"page_size": "ten"}, "page_size", "page_size_is_invalid"),
+        ({"status": "ended"}, "status", "status_is_invalid"),
+        ({"page_number": "-1"}, "page_number", "page_number_is_invalid"),
+        ({"page_number": "1"}, "page_token", "page_token_required"),
+        ({"page_number": "1", "page_token": "PAgarbage!"}, "page_token", "page_token_is_invalid"),
+        ({"page_number": "1", "page_token": "XYZ"}, "page_token", "page_token_is_invalid"),
+    ],
+)
+def test_invalid_list_parameters_return_422(
+    client: httpx.Client, params: dict[str, str], attribute: str, code: str
+) -> None:
+    response = get(client, LIST, **params)
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert (error["attribute"], error["code"]) == (attribute, code)
+
+
+def test_get_serves_the_summary_form(
+    space: SimulatedSpace, client: httpx.Client, clock: Clock
+) -> None:
+    session = space.add_session(name="standup", max_members=25)
+    clock.now += 90.4
+    live = get(client, LIST + "/" + session).json()
+    summary_fields = set(SPEC["components"]["schemas"]["Video.RoomSessionSummary"]["required"])
+    assert set(live) == summary_fields
+    assert (live["status"], live["duration"], live["end_time"]) == ("in-progress", 90, None)
+    clock.now += 10
+    space.complete_session(session, cost_in_dollars=0.1234)
+    clock.now += 1000
+    done = get(client, LIST + "/" + session).json()
+    assert (done["status"], done["duration"], done["max_members"]) == ("completed", 100, 25)
+    assert "cost_in_dollars" not in done
+    [listed] = get(client, LIST).json()["data"]
+    assert listed["cost_in_dollars"] == 0.1234
+    assert listed["end_time"] == done["end_time"] == "2026-11-18T11:08:20Z"
+
+
+def test_every_record_shape_validates(space: SimulatedSpace, client: httpx.Client) -> None:
+    space.add_session(name=None, quality=None, fps=None, max_members=None)
+    space.add_session(quality="1080p", fps="20", preview_url="https://example.com/p.mp4")
+    done = space.add_session(created_at=T0 - 1)
+    space.complete_session(done, cost_in_dollars=0, duration=7)
+    pages = collect(client, page_size=2)
+    records = [record for page in pages for record in page["data"]]
+    assert {r["status"] for r in records} == {"in-progress", "completed"}
+    assert [r["room_id"] for r in records if r["name"] is None] == [None]
+    assert all(get(client, LIST + "/" + r["id"]).status_code == 200 for r in records)
+
+
+def test_in_progress_costs_zero_and_overrides_are_served_verbatim(
+    space: SimulatedSpace, client: httpx.Client
+) -> None:
+    space.add_session(fps=20, quality="4k", cost_in_dollars=-1, surprise={"x": 1})
+    space.add_session(created_at=T0 - 1)
+    odd, normal = client.get(LIST).json()["data"]
+    assert (odd["fps"], odd["quality"], odd["cost_in_dollars"]) == (20, "4k", -1)
+    assert odd["surprise"] == {"x": 1}
+    assert normal["cost_in_dollars"] == 0
+    assert isinstance(normal["cost_in_dollars"], int)
+    assert space.sessions() == [odd, normal]
+
+
+def test_unknown_deleted_and_raw_records_are_404_on_get(
+    space: SimulatedSpace, client: httpx.Client
+) -> None:
+    gone = space.add_session()
+    space.delete_session(gone)
+    space.add_raw_record({"id": "raw-1", "status": 7}, status="completed", created_at=T0 - 5)
+    for session_id in (gone, "raw-1", "00000000-0000-4000-8000-000000000000"):
+        response = get(client, LIST + "/" + session_id)
+        assert response.status_code == 404
+        assert response.json() == {"error": "Not Found"}
+    assert client.get("/api/video/rooms").json() == {"error": "Not Found"}
+    assert client.get("/api/video/rooms").status_code == 404
+
+
+def test_raw_records_are_listed_for_their_status_in_creation_order(
+    space: SimulatedSpace, client: httpx.Client
+) -> None:
+    for i in range(3):
+        space.complete_session(space.add_session(created_at=T0 - 10 * i), cost_in_dollars=1)
+    space.add_raw_record({"id": "raw", "duration": "long"}, created_at=T0 - 15)
+    completed = [r["id"] for r in client.get(LIST, params={"status": "completed"}).json()["data"]]
+    live = client.get(LIST, params={"status": "in-progress"}).json()["data"]
+    assert completed.index("raw") == 2
+    assert live == []
+    assert len(space.sessions()) == 3
+
+
+def test_fail_next_precedes_auth_and_counts_down(space: SimulatedSpace) -> None:
+    space.fail_next(500, times=2)
+    url = space.base_url + LIST
+    for _ in range(2):
+        response = httpx.get(url)
+        assert response.status_code == 500
+        assert response.json() == {"error": "Internal Server Error"}
+        validate_response(response)
+    assert httpx.get(url).status_code == 401
+    assert httpx.get(url, auth=(PROJECT, TOKEN)).status_code == 200
+
+
+def test_fail_next_by_endpoint_with_custom_body_and_headers(
+    space: SimulatedSpace, client: httpx.Client
+) -> None:
+    session = space.add_session()
+    space.fail_next(429, headers={"Retry-After": "3"}, endpoint="get")
+    space.fail_next(502, body=b"<html>bad gateway</html>", endpoint="list")
+    assert client.get(LIST + "/" + session).status_code == 429
+    response = client.get(LIST)
+    assert (response.status_code, response.text) == (502, "<html>bad gateway</html>")
+    limited = space.requests[-2]
+    assert limited.path == LIST + "/" + session
+    assert get(client, LIST).status_code == 200
+    assert get(client, LIST + "/" + session).status_code == 200
+
+
+def test_fail_next_429_default_body_and_headers(space: SimulatedSpace) -> None:
+    space.fail_next(429, headers={"Retry-After": "3"})
+    response = httpx.get(space.base_url + LIST)
+    assert (response.status_code, response.headers["retry-after"]) == (429, "3")
+    validate("#/components/schemas/VideoStatusCode422", response.json())
+    assert response.json()["errors"][0]["code"] == "rate_limit_exceeded"
+
+
+def test_next_link_hook_replaces_or_omits_next(
+    space: SimulatedSpace, client: httpx.Client
+) -> None:
+    for i in range(3):
+        space.add_session(created_at=T0 - i)
+    seen: list[str] = []
+
+    def hook(link: str) -> str | None:
+        seen.append(link)
+        return None if len(seen) > 1 else "https://elsewhere.example/x"
+
+    space.next_link_hook = hook
+    assert get(client, LIST, page_size=2).json()["links"]["next"] == "https://elsewhere.example/x"
+    assert "next" not in get(client, LIST, page_size=2).json()["links"]
+    assert query_of(seen[0])["page_number"] == "1"
+    assert "next" not in get(client, LIST, page_size=3).json()["links"]
+    assert len(seen) == 2  # not called when no page follows
+
+
+def test_requests_are_recorded(space: SimulatedSpace, client: httpx.Client) -> None:
+    client.get(LIST, params={"status": "completed", "page_size": 5}, headers={"X-Probe": "1"})
+    [request] = space.requests
+    assert (request.method, request.path) == ("GET", LIST)
+    assert request.query == {"status": "completed", "page_size": "5"}
+    assert request.headers["x-probe"] == "1"
+    assert request.headers["authorization"].startswith("Basic ")
+
+
+def test_traffic_keeps_sessions_flowing_and_stops() -> None:
+    with SimulatedSpace(seed=3) as space:
+        space.run_traffic(tick=0.01, target_active=8, mean_duration=0.3)
+        time.sleep(0.6)
+        with httpx.Client(base_url=space.base_url, auth=("demo-project", "demo-token")) as c:
+            live = c.get(LIST, params={"status": "in-progress", "page_size": 1000}).json()["data"]
+        records = space.sessions()
+    assert 1 <= len(live) <= 30
+    completed = [r for r in records if r["status"] == "completed"]
+    assert len(completed) > 5
+    assert all(r["cost_in_dollars"] > 0 for r in completed)
+    assert all(round(r["cost_in_dollars"], 4) == r["cost_in_dollars"] for r in completed)
+    assert {r["fps"] for r in records} <= {"20", "30", 20}
+    assert {r["quality"] for r in records} <= {"720p", "1080p", None}
+    assert all(5 <= r["max_members"] <= 100 for r in records)
+    assert 3 <= len({r["name"] for r in records}) <= 8
+
+
+def test_traffic_is_seeded(clock: Clock) -> None:
+    def history(seed: int) -> list[dict[str, Any]]:
+        space = SimulatedSpace(clock=clock, seed=seed)
+        space.run_traffic(tick=60, target_active=5)
+        space.stop()
+        return space.sessions()
+
+    first = history(1)
+    assert first == history(1)
+    assert first != history(2)
+    assert [r["status"] for r in first].count("in-progress") == 5
+    assert [r["status"] for r in first].count("completed") >= 1
+
+
+def test_stop_is_idempotent_and_drops_kept_alive_connections(
+    space: SimulatedSpace, client: httpx.Client
+) -> None:
+    assert client.get(LIST).status_code == 200
+    space.stop()
+    space.stop()
+    with pytest.raises(httpx.TransportError):
+        client.get(LIST)
+    with pytest.raises(RuntimeError):
+        _ = space.base_url
