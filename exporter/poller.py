@@ -132,7 +132,8 @@ class SpacePoller:
             malformed.extend((sid, IN_PROGRESS) for sid in bad)
 
         acc = self.accounting
-        vanished = {sid: c for sid, c in acc.tracked.items() if sid not in in_progress}
+        listed = in_progress.keys() | {sid for sid, _ in malformed}
+        vanished = {sid: c for sid, c in acc.tracked.items() if sid not in listed}
         walk_until = min([acc.horizon(self.config.poll.lookback), *vanished.values()])
         completed: dict[str, RoomSession] = {}
         newest_first, previous_created = True, float("inf")

@@ -132,8 +132,8 @@ def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def _json(status: int, payload: object, headers: dict[str, str] | None = None) -> _Response:
-    return _Response(status, json.dumps(payload).encode(), headers or {})
+def _json(status: int, payload: object) -> _Response:
+    return _Response(status, json.dumps(payload).encode(), {})
 
 
 def _error(status: int) -> _Response:
@@ -219,6 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
     """Hands every GET to the owning space and writes back its JSON response."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes
 
     def __init__(self, *args: Any, space: SimulatedSpace) -> None:
         self.space = space

@@ -20,6 +20,7 @@ from .models import COMPLETED, FPS_LABELS, QUALITY_LABELS, RoomSession
 
 Key = tuple[str, str]  # (quality, fps) label values
 OTHER_ROOM = "__other__"
+TIMESTAMP_RESOLUTION = 1.0  # API timestamps carry whole seconds
 SKIP_REASONS = (
     "malformed",
     "invalid_cost",
@@ -96,6 +97,9 @@ class Observation:
 
     ``fetched`` holds the result of ``GET`` for tracked sessions that vanished from the
     in-progress listing and were not in the completed walk (None: the API no longer has it).
+    GET has no cost, so a session it shows completed stays tracked until the listing shows
+    it too, or until it ended before the horizon (then it counts with cost 0, noted as
+    ``missing_cost``).
     ``malformed`` lists (id or None, listing status) of records that could not be decoded.
     """
 
@@ -137,7 +141,7 @@ class _Pass:
         if sid in self.counted:
             return
         tracked = sid in self.acc.tracked
-        in_scope = session.end_ts >= self.acc.counting_start and (
+        in_scope = session.end_ts > self.acc.counting_start - TIMESTAMP_RESOLUTION and (
             session.created_ts >= self.acc.horizon(self.settings.lookback)
         )
         if not (tracked or in_scope):
@@ -148,7 +152,10 @@ class _Pass:
             _add(self.skipped, reason)
             return
         key = (session.quality_label, session.fps_label)
-        cost = session.cost_in_dollars or 0.0
+        cost = session.cost_in_dollars
+        if cost is None:  # only from GET, after the listing failed to show it for a lookback
+            _add(self.skipped, "missing_cost")
+            cost = 0.0
         self.completed[key] = self.completed.get(key, 0) + 1
         self.cost[key] = self.cost.get(key, 0.0) + cost
         duration = session.duration_seconds
@@ -176,13 +183,16 @@ def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accoun
     work = _Pass(acc, settings)
     active: dict[str, RoomSession] = {s.id: s for s in obs.in_progress}
     completed: dict[str, RoomSession] = {s.id: s for s in obs.completed}
+    deferred: dict[str, float] = {}
     for sid, session in obs.fetched.items():
         if session is None:
             continue
-        if session.status == COMPLETED or (session.status is None and session.end_time):
-            completed.setdefault(sid, session)
-        else:
+        if session.status != COMPLETED and not (session.status is None and session.end_time):
             active.setdefault(sid, session)
+        elif session.cost_in_dollars is None and session.end_ts >= acc.horizon(settings.lookback):
+            deferred[sid] = acc.tracked.get(sid, session.created_ts)  # wait for the listing's cost
+        else:
+            completed.setdefault(sid, session)
     for sid in completed:
         active.pop(sid, None)
 
@@ -201,7 +211,7 @@ def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accoun
     new = replace(
         acc,
         last_success=obs.started,
-        tracked={**tracked_malformed, **{sid: s.created_ts for sid, s in active.items()}},
+        tracked={**tracked_malformed, **deferred, **{sid: s.created_ts for sid, s in active.items()}},
         rooms=tuple(work.rooms),
         totals=Totals(work.completed, work.cost, work.durations, work.room_cost, work.skipped),
     )

@@ -32,9 +32,7 @@ REGISTRY: Registry[Any] = Registry().with_resource(
 def validate(ref: str, instance: object) -> None:
     """Validate ``instance`` against the spec schema at ``ref`` ("#/components/...")."""
     schema = {"$ref": SPEC_URI + ref}
-    Draft202012Validator(schema, registry=REGISTRY, format_checker=FormatChecker()).validate(
-        instance
-    )
+    Draft202012Validator(schema, registry=REGISTRY, format_checker=FormatChecker()).validate(instance)
 
 
 def validate_response(response: httpx.Response) -> None:
@@ -112,9 +110,7 @@ def test_rejects_missing_or_wrong_credentials(
 
 
 @pytest.mark.parametrize("link_style", ["absolute", "relative"])
-def test_pagination_collects_every_session_once_newest_first(
-    clock: Clock, link_style: Any
-) -> None:
+def test_pagination_collects_every_session_once_newest_first(clock: Clock, link_style: Any) -> None:
     with SimulatedSpace(PROJECT, TOKEN, clock=clock, link_style=link_style) as space:
         created = [space.add_session(created_at=T0 - 60 * i) for i in range(6)]
         created += [space.add_session(created_at=T0 - 600) for _ in range(3)]  # same second
@@ -202,11 +198,9 @@ def test_invalid_list_parameters_return_422(
     assert (error["attribute"], error["code"]) == (attribute, code)
 
 
-def test_get_serves_the_summary_form(
-    space: SimulatedSpace, client: httpx.Client, clock: Clock
-) -> None:
+def test_get_serves_the_summary_form(space: SimulatedSpace, client: httpx.Client, clock: Clock) -> None:
     session = space.add_session(name="standup", max_members=25)
-    clock.now += 90.4
+    clock.now += 90.6  # duration counts whole elapsed seconds
     live = get(client, LIST + "/" + session).json()
     summary_fields = set(SPEC["components"]["schemas"]["Video.RoomSessionSummary"]["required"])
     assert set(live) == summary_fields
@@ -215,7 +209,7 @@ def test_get_serves_the_summary_form(
     space.complete_session(session, cost_in_dollars=0.1234)
     clock.now += 1000
     done = get(client, LIST + "/" + session).json()
-    assert (done["status"], done["duration"], done["max_members"]) == ("completed", 100, 25)
+    assert (done["status"], done["duration"], done["max_members"]) == ("completed", 101, 25)
     assert "cost_in_dollars" not in done
     [listed] = get(client, LIST).json()["data"]
     assert listed["cost_in_dollars"] == 0.1234
@@ -247,9 +241,7 @@ def test_in_progress_costs_zero_and_overrides_are_served_verbatim(
     assert space.sessions() == [odd, normal]
 
 
-def test_unknown_deleted_and_raw_records_are_404_on_get(
-    space: SimulatedSpace, client: httpx.Client
-) -> None:
+def test_unknown_deleted_and_raw_records_are_404_on_get(space: SimulatedSpace, client: httpx.Client) -> None:
     gone = space.add_session()
     space.delete_session(gone)
     space.add_raw_record({"id": "raw-1", "status": 7}, status="completed", created_at=T0 - 5)
@@ -286,12 +278,12 @@ def test_fail_next_precedes_auth_and_counts_down(space: SimulatedSpace) -> None:
     assert httpx.get(url, auth=(PROJECT, TOKEN)).status_code == 200
 
 
-def test_fail_next_by_endpoint_with_custom_body_and_headers(
+def test_fail_next_targets_one_endpoint_with_a_verbatim_body(
     space: SimulatedSpace, client: httpx.Client
 ) -> None:
     session = space.add_session()
-    space.fail_next(429, headers={"Retry-After": "3"}, endpoint="get")
     space.fail_next(502, body=b"<html>bad gateway</html>", endpoint="list")
+    space.fail_next(429, headers={"Retry-After": "3"}, endpoint="get")
     assert client.get(LIST + "/" + session).status_code == 429
     response = client.get(LIST)
     assert (response.status_code, response.text) == (502, "<html>bad gateway</html>")
@@ -309,9 +301,7 @@ def test_fail_next_429_default_body_and_headers(space: SimulatedSpace) -> None:
     assert response.json()["errors"][0]["code"] == "rate_limit_exceeded"
 
 
-def test_next_link_hook_replaces_or_omits_next(
-    space: SimulatedSpace, client: httpx.Client
-) -> None:
+def test_next_link_hook_replaces_or_omits_next(space: SimulatedSpace, client: httpx.Client) -> None:
     for i in range(3):
         space.add_session(created_at=T0 - i)
     seen: list[str] = []
@@ -369,13 +359,22 @@ def test_traffic_is_seeded(clock: Clock) -> None:
     assert [r["status"] for r in first].count("completed") >= 1
 
 
+def test_keep_alive_requests_are_fast(space: SimulatedSpace, client: httpx.Client) -> None:
+    session = space.add_session()
+    started = time.perf_counter()
+    for _ in range(40):
+        assert client.get(LIST + "/" + session).status_code == 200
+    assert time.perf_counter() - started < 1.0  # no Nagle/delayed-ACK stall (~40 ms each)
+
+
 def test_stop_is_idempotent_and_drops_kept_alive_connections(
     space: SimulatedSpace, client: httpx.Client
 ) -> None:
-    assert client.get(LIST).status_code == 200
+    session = space.add_session()
+    assert client.get(LIST + "/" + session).status_code == 200
     space.stop()
     space.stop()
     with pytest.raises(httpx.TransportError):
-        client.get(LIST)
+        client.get(LIST + "/" + session)
     with pytest.raises(RuntimeError):
         _ = space.base_url

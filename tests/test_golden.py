@@ -1,0 +1,67 @@
+"""Golden test: fixed API JSON in, the whole exposition out, compared byte for byte.
+
+Only the values of the three timing series (request latency, poll duration) vary between
+runs; they are replaced by ``<timing>`` before the comparison. Regenerate after an intended
+change with ``UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py`` and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from exporter.collector import SessionCollector
+from exporter.config import Config
+from exporter.poller import Snapshots, SpacePoller
+from exporter.simulator import SimulatedSpace
+
+from .conftest import PROJECT, TOKEN, poll_config, space_config
+
+GOLDEN = Path(__file__).parent / "golden"
+T0 = 1_795_000_000.0
+TIMING = re.compile(
+    r"^(signalwire_video_(?:api_request_duration_seconds_sum|poll_duration_seconds)\{[^}]*\}) .*$", re.M
+)
+
+
+def _created(record: dict[str, object]) -> float:
+    try:
+        return datetime.fromisoformat(str(record["created_at"])).timestamp()
+    except ValueError:
+        return T0
+
+
+def render() -> str:
+    fixture = json.loads((GOLDEN / "api_sessions.json").read_text(encoding="utf-8"))
+    now = [T0]
+    with SimulatedSpace(PROJECT, TOKEN, clock=lambda: now[0]) as sim:
+        for record in fixture["in-progress"]:
+            sim.add_raw_record(record, status="in-progress", created_at=_created(record))
+        config = Config(spaces=(space_config(sim, name="golden"),), poll=poll_config(), rooms_enabled=True, rooms_max=3)
+        snapshots = Snapshots(["golden"])
+        poller = SpacePoller(config.spaces[0], config, snapshots, threading.Event(), clock=lambda: now[0])
+        assert poller.poll_once()
+        now[0] = T0 + 60
+        for record in fixture["completed"]:
+            sim.add_raw_record(record, status="completed", created_at=_created(record))
+        assert poller.poll_once()
+        poller.client.close()
+    registry = CollectorRegistry()
+    registry.register(SessionCollector(snapshots, config.duration_buckets, rooms_enabled=True))
+    text = generate_latest(registry).decode()
+    text = re.sub(r'(signalwire_video_api_request_duration_seconds_bucket\{[^}]*\}) .*', r"\1 <timing>", text)
+    return TIMING.sub(r"\1 <timing>", text)
+
+
+def test_metrics_output_matches_golden_file() -> None:
+    text = render()
+    golden = GOLDEN / "metrics.txt"
+    if os.environ.get("UPDATE_GOLDEN"):
+        golden.write_text(text, encoding="utf-8")
+    assert text == golden.read_text(encoding="utf-8")

@@ -1,0 +1,226 @@
+"""Polling end to end against the simulated space: exact metric values for a scripted timeline."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter.collector import SessionCollector
+from exporter.config import Config
+from exporter.poller import Snapshots, SpacePoller
+from exporter.simulator import SimulatedSpace
+
+from .conftest import poll_config, space_config
+
+Sample = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+class Exporter:
+    """A poller and collector wired as the CLI wires them, for one space."""
+
+    def __init__(self, sim: SimulatedSpace, rooms_max: int = 0, **poll: float) -> None:
+        self.config = Config(
+            spaces=(space_config(sim),),
+            poll=poll_config(**poll),
+            rooms_enabled=rooms_max > 0,
+            rooms_max=max(rooms_max, 1),
+        )
+        self.snapshots = Snapshots(["test"])
+        self.poller = SpacePoller(self.config.spaces[0], self.config, self.snapshots, threading.Event())
+        self.registry = CollectorRegistry()
+        self.registry.register(SessionCollector(self.snapshots, self.config.duration_buckets, rooms_max > 0))
+
+    def poll(self) -> bool:
+        return self.poller.poll_once()
+
+    def text(self) -> str:
+        return generate_latest(self.registry).decode()
+
+    def samples(self) -> Sample:
+        out: Sample = {}
+        for family in text_string_to_metric_families(self.text()):
+            for s in family.samples:
+                out[s.name, frozenset(s.labels.items())] = s.value
+        return out
+
+    def value(self, name: str, **labels: str) -> float | None:
+        return self.samples().get((name, frozenset({"space": "test", **labels}.items())))
+
+
+def qf(quality: str, fps: str) -> dict[str, str]:
+    return {"quality": quality, "fps": fps}
+
+
+def test_scripted_timeline_gives_exact_values(sim: SimulatedSpace) -> None:
+    now = time.time()
+    old = sim.add_session(name="old", start_time=now - 7200, created_at=now - 7200)
+    sim.complete_session(old, cost_in_dollars=9.99, end_time=now - 3600)  # ended before start: not counted
+    a = sim.add_session(name="a", quality="720p", fps="30", max_members=10, start_time=now - 900)
+    sim.add_session(name="b", quality="1080p", fps=20, max_members=20, start_time=now - 300)
+
+    exporter = Exporter(sim)
+    assert exporter.poll()
+    v = exporter.value
+    assert v("signalwire_video_room_sessions_active", **qf("720p", "30")) == 1
+    assert v("signalwire_video_room_sessions_active", **qf("1080p", "20")) == 1
+    assert v("signalwire_video_room_sessions_active_max_members", **qf("720p", "30")) == 10
+    assert v("signalwire_video_room_sessions_active_max_members", **qf("1080p", "20")) == 20
+    assert v("signalwire_video_room_sessions_oldest_start_timestamp_seconds") == pytest.approx(now - 900, abs=1)
+    assert v("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 0
+    assert v("signalwire_video_up") == 1
+
+    sim.complete_session(a, cost_in_dollars=1.5, duration=600)
+    d = sim.add_session(name="d", quality=None, fps=None, max_members=None)
+    e = sim.add_session(name="e", quality="4k", fps="60", max_members=3)
+    sim.complete_session(e, cost_in_dollars=0.25, duration=30)  # started and ended between polls
+    assert exporter.poll()
+    assert exporter.poll()  # nothing new: nothing counted twice
+    assert v("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
+    assert v("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 1.5
+    assert v("signalwire_video_room_sessions_completed_total", **qf("other", "other")) == 1
+    assert v("signalwire_video_room_sessions_cost_dollars_total", **qf("other", "other")) == 0.25
+    assert v("signalwire_video_room_session_duration_seconds_bucket", le="60.0", **qf("other", "other")) == 1
+    assert v("signalwire_video_room_session_duration_seconds_bucket", le="300.0", **qf("720p", "30")) == 0
+    assert v("signalwire_video_room_session_duration_seconds_bucket", le="600.0", **qf("720p", "30")) == 1
+    assert v("signalwire_video_room_session_duration_seconds_sum", **qf("720p", "30")) == 600
+    assert v("signalwire_video_room_session_duration_seconds_count", **qf("720p", "30")) == 1
+    assert v("signalwire_video_room_sessions_active", **qf("720p", "30")) == 0
+    assert v("signalwire_video_room_sessions_active", **qf("unknown", "unknown")) == 1
+    assert v("signalwire_video_room_sessions_active_max_members", **qf("unknown", "unknown")) == 0
+    assert v("signalwire_video_room_sessions_oldest_start_timestamp_seconds") == pytest.approx(now - 300, abs=1)
+    total = sum(
+        value
+        for (name, _), value in exporter.samples().items()
+        if name == "signalwire_video_room_sessions_completed_total"
+    )
+    assert total == 2
+
+    sim.complete_session(d, cost_in_dollars=0.1)
+    assert exporter.poll()
+    assert v("signalwire_video_room_sessions_completed_total", **qf("unknown", "unknown")) == 1
+    assert v("signalwire_video_room_sessions_cost_dollars_total", **qf("unknown", "unknown")) == 0.1
+
+
+def test_failed_poll_keeps_gauges_and_counters_and_marks_down(sim: SimulatedSpace) -> None:
+    sid = sim.add_session()
+    exporter = Exporter(sim)
+    assert exporter.poll()
+    sim.complete_session(sid, cost_in_dollars=2.0)
+    sim.fail_next(401, times=1)
+    assert not exporter.poll()
+    v = exporter.value
+    assert v("signalwire_video_up") == 0
+    assert v("signalwire_video_room_sessions_active", **qf("720p", "30")) == 1  # last good value
+    assert v("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 0
+    assert v("signalwire_video_poll_errors_total", reason="unauthorized") == 1
+    assert v("signalwire_video_api_requests_total", endpoint="list", code="401") == 1
+    assert exporter.poll()
+    assert v("signalwire_video_up") == 1
+    assert v("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
+    assert v("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 2.0
+
+
+def test_partial_poll_changes_nothing(sim: SimulatedSpace) -> None:
+    """A poll that fails after reading part of its listings applies none of what it saw."""
+    a = sim.add_session(created_at=time.time() - 10)
+    exporter = Exporter(sim, page_size=1)
+    assert exporter.poll()
+    sim.complete_session(a, cost_in_dollars=1.0)
+    sim.add_session(quality="1080p")
+    sim.add_session(quality="1080p")
+    sim.next_link_hook = lambda link: link.replace("page_token=", "page_token=garbage")
+    assert not exporter.poll()  # page 1 of in-progress read, page 2 refused with 422
+    assert exporter.value("signalwire_video_room_sessions_active", **qf("1080p", "30")) == 0
+    assert exporter.value("signalwire_video_room_sessions_active", **qf("720p", "30")) == 1
+    assert exporter.value("signalwire_video_poll_errors_total", reason="invalid_response") == 1
+    sim.next_link_hook = None
+    assert exporter.poll()
+    assert exporter.value("signalwire_video_room_sessions_active", **qf("1080p", "30")) == 2
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
+
+
+def _get_ids(sim: SimulatedSpace) -> list[str]:
+    return sorted(r.path.rsplit("/", 1)[1] for r in sim.requests if r.path.startswith("/api/video/room_sessions/"))
+
+
+def test_session_missing_from_a_shifted_listing_is_asked_for(sim: SimulatedSpace) -> None:
+    now = time.time()
+    gone = sim.add_session(name="gone", created_at=now - 30)
+    a = sim.add_session(name="a", created_at=now - 20)
+    sim.add_session(name="b", created_at=now - 10)
+    exporter = Exporter(sim, page_size=1)
+    assert exporter.poll()
+    assert _get_ids(sim) == []
+    sim.next_link_hook = lambda link: None  # listings end after their first page
+    sim.delete_session(gone)
+    assert exporter.poll()
+    assert _get_ids(sim) == sorted([a, gone])
+    assert exporter.value("signalwire_video_room_sessions_active", **qf("720p", "30")) == 2
+
+
+def test_session_completed_only_visible_through_get_waits_for_its_cost(sim: SimulatedSpace) -> None:
+    now = time.time()
+    a = sim.add_session(name="a", created_at=now - 20)
+    newer = sim.add_session(name="newer", created_at=now - 10)
+    exporter = Exporter(sim, page_size=1)
+    assert exporter.poll()
+    sim.complete_session(a, cost_in_dollars=3.0)
+    sim.complete_session(newer, cost_in_dollars=0.5)
+    sim.next_link_hook = lambda link: None  # the completed listing shows only `newer`
+    assert exporter.poll()
+    assert _get_ids(sim) == [a]  # GET says completed, but has no cost: wait for the listing
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
+    assert exporter.value("signalwire_video_room_sessions_active", **qf("720p", "30")) == 0
+    sim.next_link_hook = None
+    assert exporter.poll()
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 2
+    assert exporter.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 3.5
+
+
+def test_malformed_and_invalid_records_are_skipped_once_and_counted(sim: SimulatedSpace) -> None:
+    exporter = Exporter(sim)
+    assert exporter.poll()
+    good = sim.add_session()
+    sim.complete_session(good, cost_in_dollars=1.0)
+    neg = sim.add_session(name="neg")
+    sim.complete_session(neg, cost_in_dollars=-5.0)
+    sim.add_raw_record({"id": "broken", "created_at": "yesterday"}, status="completed")
+    assert exporter.poll()
+    assert exporter.poll()
+    v = exporter.value
+    assert v("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
+    assert v("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 1.0
+    assert v("signalwire_video_sessions_skipped_total", reason="invalid_cost") == 1
+    assert v("signalwire_video_sessions_skipped_total", reason="malformed") == 1
+
+
+def test_rooms_are_capped_with_the_rest_under_other(sim: SimulatedSpace) -> None:
+    exporter = Exporter(sim, rooms_max=2)
+    for age, name in enumerate(("delta", "gamma", "beta", "alpha")):  # slots go to the oldest first
+        sim.add_session(name=name, created_at=time.time() - age)
+    assert exporter.poll()
+    samples = exporter.samples()
+    rooms = {
+        dict(labels)["room"]: value
+        for (name, labels), value in samples.items()
+        if name == "signalwire_video_room_active_sessions"
+    }
+    assert rooms == {"alpha": 1, "beta": 1, "__other__": 2}
+
+
+def test_poll_loop_runs_until_stopped(sim: SimulatedSpace) -> None:
+    sim.add_session()
+    exporter = Exporter(sim, interval=0.2)
+    thread = threading.Thread(target=exporter.poller.run)
+    thread.start()
+    time.sleep(0.7)
+    exporter.poller.stop.set()
+    thread.join(5)
+    assert not thread.is_alive()
+    lists = [r for r in sim.requests if r.query.get("status") == "in-progress"]
+    assert 3 <= len(lists) <= 5
+    assert exporter.snapshots.ready()
