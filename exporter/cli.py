@@ -64,7 +64,7 @@ def _demo_config(config: Config, demo: SimulatedSpace, project_id: str, token: s
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config = Config(spaces=()) if args.demo and not args.config else load_config(args.config)
+        config = load_config(args.config, need_spaces=not args.demo)
     except ConfigError as exc:
         for error in exc.errors:
             print(f"config error: {error}", file=sys.stderr)

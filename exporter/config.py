@@ -308,8 +308,11 @@ def _space(raw: object, path: str, errors: list[str]) -> SpaceConfig:
     return SpaceConfig(name, base_url, project_id, token, filters)
 
 
-def parse_config(raw: object, env: Mapping[str, str] | None = None) -> Config:
-    """Validate a parsed YAML document; raise :class:`ConfigError` listing every problem."""
+def parse_config(raw: object, env: Mapping[str, str] | None = None, need_spaces: bool = True) -> Config:
+    """Validate a parsed YAML document; raise :class:`ConfigError` listing every problem.
+
+    ``need_spaces=False`` (demo mode) accepts a document without ``spaces``.
+    """
     errors: list[str] = []
     raw = _expand_env(raw, "", os.environ if env is None else env, errors)
     top = _Reader(raw, "", errors, ("server", "poll", "spaces", "state", "metrics", "logging"))
@@ -327,7 +330,9 @@ def parse_config(raw: object, env: Mapping[str, str] | None = None) -> Config:
 
     raw_spaces = top.data.get("spaces")
     spaces: list[SpaceConfig] = []
-    if not isinstance(raw_spaces, list) or not raw_spaces:
+    if raw_spaces is None and not need_spaces:
+        pass
+    elif not isinstance(raw_spaces, list) or not raw_spaces:
         errors.append("spaces: required (a list with at least one space)")
     else:
         spaces = [_space(s, f"spaces[{i}]", errors) for i, s in enumerate(raw_spaces)]
@@ -383,10 +388,10 @@ def config_from_env(env: Mapping[str, str] | None = None) -> Config:
     return parse_config({"spaces": [space]}, env={})
 
 
-def load_config(path: str | None, env: Mapping[str, str] | None = None) -> Config:
+def load_config(path: str | None, env: Mapping[str, str] | None = None, need_spaces: bool = True) -> Config:
     """Load ``path`` (YAML), or the environment when ``path`` is None."""
     if path is None:
-        return config_from_env(env)
+        return config_from_env(env) if need_spaces else Config(spaces=())
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
@@ -398,4 +403,4 @@ def load_config(path: str | None, env: Mapping[str, str] | None = None) -> Confi
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
-    return parse_config(raw if raw is not None else {}, env)
+    return parse_config(raw if raw is not None else {}, env, need_spaces)

@@ -18,7 +18,9 @@ from .conftest import PROJECT, TOKEN, deadline, poll_config, space_config
 
 
 def _client(sim: SimulatedSpace, token: str = TOKEN, **poll: float) -> ApiClient:
-    return ApiClient(space_config(sim, token=token), poll_config(**poll), RequestStats(), rng=random.Random(1))
+    return ApiClient(
+        space_config(sim, token=token), poll_config(**poll), RequestStats(), rng=random.Random(1)
+    )
 
 
 def _all(client: ApiClient, status: str = "in-progress", seconds: float = 10.0) -> list[str]:
@@ -40,12 +42,10 @@ def test_listing_follows_every_page_once(link_style: str) -> None:
 
 
 def test_filters_credentials_and_user_agent_are_sent(sim: SimulatedSpace) -> None:
-    from exporter.api import ApiClient as Client
-
     sim.add_session(name="lobby")
     sim.add_session(name="other")
     space = space_config(sim, room_name="lobby", room_name_matches="lob", room_id="3f1c")
-    client = Client(space, poll_config(), RequestStats())
+    client = ApiClient(space, poll_config(), RequestStats())
     assert _all(client) == []  # room_id filter matches nothing
     request = sim.requests[-1]
     assert request.query == {
@@ -68,13 +68,24 @@ def test_unauthorized_fails_at_once_without_retry(sim: SimulatedSpace) -> None:
 
 
 def test_422_is_reported_readably(sim: SimulatedSpace) -> None:
-    body = {"errors": [{"type": "validation", "code": "page_token_is_invalid", "message": "bad token",
-                        "attribute": "page_token", "url": "https://example.invalid/doc"}]}
+    body = {
+        "errors": [
+            {
+                "type": "validation",
+                "code": "page_token_is_invalid",
+                "message": "bad token",
+                "attribute": "page_token",
+                "url": "https://example.invalid/doc",
+            }
+        ]
+    }
     sim.fail_next(422, body=body)
     with pytest.raises(ApiError) as info:
         _all(_client(sim))
     assert info.value.reason == "invalid_response"
-    assert str(info.value) == "list request: HTTP 422: page_token_is_invalid: bad token (attribute page_token)"
+    assert (
+        str(info.value) == "list request: HTTP 422: page_token_is_invalid: bad token (attribute page_token)"
+    )
 
 
 def test_server_errors_are_retried_then_succeed(sim: SimulatedSpace) -> None:
@@ -132,8 +143,10 @@ def test_cross_host_next_link_is_refused_and_never_contacted(sim: SimulatedSpace
     for _ in range(2):
         sim.add_session()
     with SimulatedSpace(PROJECT, TOKEN) as elsewhere:
-        sim.next_link_hook = lambda link: link.replace(sim.base_url, elsewhere.base_url.replace("127.0.0.1", "localhost"))
-        with pytest.raises(ApiError, match="refusing links.next"):
+        sim.next_link_hook = lambda link: link.replace(
+            sim.base_url, elsewhere.base_url.replace("127.0.0.1", "localhost")
+        )
+        with pytest.raises(ApiError, match=r"refusing links\.next"):
             _all(_client(sim, page_size=1))
         assert elsewhere.requests == []
 
@@ -175,7 +188,12 @@ def test_get_session_summary_and_404(sim: SimulatedSpace) -> None:
     client = _client(sim)
     session = client.get_session(sid, deadline())
     assert session is not None
-    assert (session.id, session.quality_label, session.fps_label, session.max_members) == (sid, "1080p", "20", 7)
+    assert (session.id, session.quality_label, session.fps_label, session.max_members) == (
+        sid,
+        "1080p",
+        "20",
+        7,
+    )
     assert session.cost_in_dollars is None
     sim.delete_session(sid)
     assert client.get_session(sid, deadline()) is None
@@ -226,10 +244,14 @@ def test_shutdown_interrupts_a_retry_wait(sim: SimulatedSpace) -> None:
     ("body", "text"),
     [
         (b'{"error": "Unauthorized"}', "Unauthorized"),
-        (b'{"errors": [{"type": "t", "code": "rate_limit_exceeded", "message": "slow down", "url": "u"}]}',
-         "rate_limit_exceeded: slow down"),
-        (b'{"type": "t", "code": "missing_required_parameter", "message": "m", "attribute": "status"}',
-         "missing_required_parameter: m (attribute status)"),
+        (
+            b'{"errors": [{"type": "t", "code": "rate_limit_exceeded", "message": "slow down", "url": "u"}]}',
+            "rate_limit_exceeded: slow down",
+        ),
+        (
+            b'{"type": "t", "code": "missing_required_parameter", "message": "m", "attribute": "status"}',
+            "missing_required_parameter: m (attribute status)",
+        ),
         (b"<html>Bad Gateway</html>", "non-JSON body: '<html>Bad Gateway</html>'"),
         (b"", "empty body"),
     ],

@@ -23,7 +23,11 @@ BAD = sorted((Path(__file__).parent / "bad_configs").glob("*.yaml"))
 
 def _expected(path: Path) -> list[str]:
     lines = path.read_text().splitlines()
-    return [line.removeprefix("# expect: ").replace("{path}", str(path)) for line in lines if line.startswith("# expect: ")]
+    return [
+        line.removeprefix("# expect: ").replace("{path}", str(path))
+        for line in lines
+        if line.startswith("# expect: ")
+    ]
 
 
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
@@ -73,7 +77,16 @@ def test_base_url_overrides_space_and_token_file_is_read(tmp_path: Path) -> None
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("1d", 86400), (45, 45), ("2.5", 2.5)],
+    [
+        ("500ms", 0.5),
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("1h30m", 5400),
+        ("1d", 86400),
+        (45, 45),
+        ("2.5", 2.5),
+    ],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
@@ -93,7 +106,11 @@ def test_environment_defines_one_space_without_a_file(tmp_path: Path) -> None:
     ]
     token_file = tmp_path / "t"
     token_file.write_text("from-file")
-    env = {"SIGNALWIRE_SPACE": "acme", "SIGNALWIRE_PROJECT_ID": "pid", "SIGNALWIRE_API_TOKEN_FILE": str(token_file)}
+    env = {
+        "SIGNALWIRE_SPACE": "acme",
+        "SIGNALWIRE_PROJECT_ID": "pid",
+        "SIGNALWIRE_API_TOKEN_FILE": str(token_file),
+    }
     assert config_from_env(env).spaces[0].api_token == "from-file"
 
 
@@ -118,7 +135,12 @@ def test_token_never_appears_in_config_errors_or_repr() -> None:
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "exporter", *args], capture_output=True, text=True, env=env, timeout=60, cwd=ROOT
+        [sys.executable, "-m", "exporter", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        cwd=ROOT,
     )
 
 

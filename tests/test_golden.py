@@ -43,7 +43,9 @@ def render() -> str:
     with SimulatedSpace(PROJECT, TOKEN, clock=lambda: now[0]) as sim:
         for record in fixture["in-progress"]:
             sim.add_raw_record(record, status="in-progress", created_at=_created(record))
-        config = Config(spaces=(space_config(sim, name="golden"),), poll=poll_config(), rooms_enabled=True, rooms_max=3)
+        config = Config(
+            spaces=(space_config(sim, name="golden"),), poll=poll_config(), rooms_enabled=True, rooms_max=3
+        )
         snapshots = Snapshots(["golden"])
         poller = SpacePoller(config.spaces[0], config, snapshots, threading.Event(), clock=lambda: now[0])
         assert poller.poll_once()
@@ -55,7 +57,7 @@ def render() -> str:
     registry = CollectorRegistry()
     registry.register(SessionCollector(snapshots, config.duration_buckets, rooms_enabled=True))
     text = generate_latest(registry).decode()
-    text = re.sub(r'(signalwire_video_api_request_duration_seconds_bucket\{[^}]*\}) .*', r"\1 <timing>", text)
+    text = re.sub(r"(signalwire_video_api_request_duration_seconds_bucket\{[^}]*\}) .*", r"\1 <timing>", text)
     return TIMING.sub(r"\1 <timing>", text)
 
 

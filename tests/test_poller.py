@@ -69,7 +69,9 @@ def test_scripted_timeline_gives_exact_values(sim: SimulatedSpace) -> None:
     assert v("signalwire_video_room_sessions_active", **qf("1080p", "20")) == 1
     assert v("signalwire_video_room_sessions_active_max_members", **qf("720p", "30")) == 10
     assert v("signalwire_video_room_sessions_active_max_members", **qf("1080p", "20")) == 20
-    assert v("signalwire_video_room_sessions_oldest_start_timestamp_seconds") == pytest.approx(now - 900, abs=1)
+    assert v("signalwire_video_room_sessions_oldest_start_timestamp_seconds") == pytest.approx(
+        now - 900, abs=1
+    )
     assert v("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 0
     assert v("signalwire_video_up") == 1
 
@@ -91,7 +93,9 @@ def test_scripted_timeline_gives_exact_values(sim: SimulatedSpace) -> None:
     assert v("signalwire_video_room_sessions_active", **qf("720p", "30")) == 0
     assert v("signalwire_video_room_sessions_active", **qf("unknown", "unknown")) == 1
     assert v("signalwire_video_room_sessions_active_max_members", **qf("unknown", "unknown")) == 0
-    assert v("signalwire_video_room_sessions_oldest_start_timestamp_seconds") == pytest.approx(now - 300, abs=1)
+    assert v("signalwire_video_room_sessions_oldest_start_timestamp_seconds") == pytest.approx(
+        now - 300, abs=1
+    )
     total = sum(
         value
         for (name, _), value in exporter.samples().items()
@@ -144,7 +148,9 @@ def test_partial_poll_changes_nothing(sim: SimulatedSpace) -> None:
 
 
 def _get_ids(sim: SimulatedSpace) -> list[str]:
-    return sorted(r.path.rsplit("/", 1)[1] for r in sim.requests if r.path.startswith("/api/video/room_sessions/"))
+    return sorted(
+        r.path.rsplit("/", 1)[1] for r in sim.requests if r.path.startswith("/api/video/room_sessions/")
+    )
 
 
 def test_session_missing_from_a_shifted_listing_is_asked_for(sim: SimulatedSpace) -> None:
