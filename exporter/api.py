@@ -194,12 +194,11 @@ class ApiClient:
             return None
         url = urljoin(self.space.base_url + "/", link.strip())
         parts = urlsplit(url)
-        same_origin = (parts.scheme, parts.hostname, parts.port) == (
-            self._origin.scheme,
-            self._origin.hostname,
-            self._origin.port,
-        )
-        if not same_origin:
+        try:
+            origin = (parts.scheme, parts.hostname, parts.port)
+        except ValueError:  # a port out of range
+            raise ApiError("invalid_response", "links.next is not a valid URL") from None
+        if origin != (self._origin.scheme, self._origin.hostname, self._origin.port):
             raise ApiError(
                 "invalid_response",
                 f"refusing links.next to {parts.scheme}://{parts.hostname}: not the API origin "
@@ -242,10 +241,11 @@ class ApiClient:
         except httpx.TimeoutException:
             self.stats.observe(endpoint, "error", time.monotonic() - started)
             return ApiError("timeout", f"{endpoint} request timed out after {timeout:.1f}s"), None
-        except (httpx.TransportError, _BodyTooLarge) as exc:
+        except (httpx.InvalidURL, _BodyTooLarge) as exc:
             self.stats.observe(endpoint, "error", time.monotonic() - started)
-            if isinstance(exc, _BodyTooLarge):
-                raise ApiError("invalid_response", str(exc)) from None
+            raise ApiError("invalid_response", f"{endpoint} request: {exc}") from None
+        except httpx.TransportError as exc:
+            self.stats.observe(endpoint, "error", time.monotonic() - started)
             return ApiError("network", f"{endpoint} request failed: {type(exc).__name__}: {exc}"), None
         status = response.status_code
         self.stats.observe(endpoint, str(status), time.monotonic() - started)

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterable
 
 REDACTED = "<redacted>"
+MIN_SECRET_LENGTH = 6  # masking a shorter "secret" would garble every log line
 
 
 class RedactSecrets(logging.Filter):
@@ -15,7 +16,7 @@ class RedactSecrets(logging.Filter):
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if s]
+        self.secrets = [s for s in secrets if len(s) >= MIN_SECRET_LENGTH]
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -95,17 +95,11 @@ class SpacePoller:
             observation = self._observe(started_wall, started + self.config.poll.interval)
         except ApiError as exc:
             log.warning("space %s: poll failed (%s): %s", self.space.name, exc.reason, exc)
-            errors = dict(previous.poll_errors)
-            errors[exc.reason] = errors.get(exc.reason, 0) + 1
-            self.snapshots.publish(
-                replace(
-                    previous,
-                    polled=True,
-                    up=False,
-                    poll_errors=errors,
-                    requests=self.stats.snapshot(),
-                )
-            )
+            self._publish_failure(previous, exc.reason)
+            return False
+        except Exception:  # a bug must not stop the loop: it shows as a failed poll
+            log.exception("space %s: poll failed unexpectedly", self.space.name)
+            self._publish_failure(previous, "invalid_response")
             return False
         self.accounting, activity = apply(self.accounting, observation, self.settings)
         duration = time.monotonic() - started
@@ -123,6 +117,12 @@ class SpacePoller:
         )
         log.debug("space %s: poll done in %.3fs", self.space.name, duration)
         return True
+
+    def _publish_failure(self, previous: SpaceSnapshot, reason: str) -> None:
+        errors = {**previous.poll_errors, reason: previous.poll_errors.get(reason, 0) + 1}
+        self.snapshots.publish(
+            replace(previous, polled=True, up=False, poll_errors=errors, requests=self.stats.snapshot())
+        )
 
     def _observe(self, started: float, deadline: float) -> Observation:
         malformed: list[tuple[str | None, str]] = []

@@ -168,7 +168,7 @@ class Exporter:
 
 
 @contextmanager
-def exporter(
+def running_exporter(
     tmp_path: Path, port: int, *args: str, env: Mapping[str, str] | None = None
 ) -> Iterator[Exporter]:
     proc = Exporter(tmp_path, port, *args, env=env)
@@ -224,7 +224,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Exporter,
         sim.add_session(name="sales", quality="720p", fps="30")
         port = free_port()
         config = write_config(tmp_path, sim.base_url, port=port)
-        with exporter(tmp_path, port, "--config", str(config)) as proc:
+        with running_exporter(tmp_path, port, "--config", str(config)) as proc:
             proc.wait_ready()
             yield proc, sim
 
@@ -308,7 +308,7 @@ def test_signal_exits_zero_during_retry_backoff(tmp_path: Path, signum: int) -> 
         port = free_port()
         # A long interval: the first poll keeps retrying (with growing backoff) for a minute.
         config = write_config(tmp_path, sim.base_url, port=port, interval="60s")
-        with exporter(tmp_path, port, "--config", str(config)) as proc:
+        with running_exporter(tmp_path, port, "--config", str(config)) as proc:
             proc.wait_healthy()
             proc.wait_until(lambda: len(sim.requests) >= 2, "a retried request")
             assert proc.get("/-/ready").status_code == 503  # the first poll has not finished
@@ -325,7 +325,7 @@ def test_signal_exits_zero_while_a_request_hangs(tmp_path: Path, signum: int) ->
     with stalling_api() as base_url:
         port = free_port()
         config = write_config(tmp_path, base_url, port=port, interval="60s", timeout="60s")
-        with exporter(tmp_path, port, "--config", str(config)) as proc:
+        with running_exporter(tmp_path, port, "--config", str(config)) as proc:
             proc.wait_healthy()
             assert proc.get("/-/ready").status_code == 503
             code, elapsed = proc.signal_and_wait(signum)
@@ -347,7 +347,7 @@ def test_token_never_in_logs_or_metrics_of_the_server(tmp_path: Path) -> None:
         port = free_port()
         config = write_config(tmp_path, sim.base_url, port=port)
         bodies: list[str] = []
-        with exporter(tmp_path, port, "--config", str(config), "--log-level", "debug") as proc:
+        with running_exporter(tmp_path, port, "--config", str(config), "--log-level", "debug") as proc:
 
             def recovered() -> bool:
                 text = proc.get("/metrics").text
@@ -460,7 +460,7 @@ def test_missing_environment_exits_two_naming_the_variables(
         assert result.returncode == 2, (args, result.stderr)
         assert_no_traceback(result.stderr)
         for name in missing:
-            assert f"{name}" in result.stderr, (args, result.stderr)
+            assert name in result.stderr, (args, result.stderr)
         for name in present:
             assert f"{name}:" not in result.stderr, (args, result.stderr)
         assert result.stdout == ""
@@ -507,7 +507,7 @@ def test_json_logging_every_stderr_line_is_an_object(tmp_path: Path) -> None:
         sim.add_session(name="standup")
         port = free_port()
         config = write_config(tmp_path, sim.base_url, port=port, interval="1s", logging_format="json")
-        with exporter(tmp_path, port, "--config", str(config), "--log-level", "debug") as proc:
+        with running_exporter(tmp_path, port, "--config", str(config), "--log-level", "debug") as proc:
             proc.wait_until(
                 lambda: 'signalwire_video_up{space="x"} 1.0\n' in proc.get("/metrics").text,
                 "a successful poll",
@@ -532,17 +532,6 @@ def test_json_logging_every_stderr_line_is_an_object(tmp_path: Path) -> None:
 
 # --- robustness: an unexpected error in one poll -----------------------------------------------
 
-POLL_CRASH = (
-    "SpacePoller.poll_once (exporter/poller.py) catches only ApiError; exceptions the API client "
-    "lets escape kill the poll thread: here urllib's ValueError from SplitResult.port in "
-    "ApiClient._next_url (exporter/api.py) for a links.next with port 99999"
-)
-ONCE_CRASH = (
-    "httpx.InvalidURL (not an httpx.TransportError) escapes ApiClient._attempt (exporter/api.py) "
-    "for a links.next holding a NUL character; run_once (exporter/cli.py) then has no result for "
-    "the space and `all(results.values())` over the remaining results returns exit code 0"
-)
-
 
 def _bad_first_next_link(sim: SimulatedSpace, bad: Callable[[str], str]) -> None:
     """Serve one ``links.next`` rewritten by ``bad``, then the real links."""
@@ -555,7 +544,6 @@ def _bad_first_next_link(sim: SimulatedSpace, bad: Callable[[str], str]) -> None
     sim.next_link_hook = hook
 
 
-@pytest.mark.xfail(strict=True, reason=ONCE_CRASH)
 def test_once_exits_one_when_a_poll_fails_unexpectedly(tmp_path: Path) -> None:
     with SimulatedSpace(PROJECT, TOKEN) as sim:
         for i in range(3):
@@ -568,7 +556,6 @@ def test_once_exits_one_when_a_poll_fails_unexpectedly(tmp_path: Path) -> None:
     assert_no_traceback(result.stderr)
 
 
-@pytest.mark.xfail(strict=True, reason=POLL_CRASH)
 def test_server_keeps_polling_after_an_unexpected_poll_error(tmp_path: Path) -> None:
     with SimulatedSpace(PROJECT, TOKEN) as sim:
         for i in range(3):
@@ -576,7 +563,7 @@ def test_server_keeps_polling_after_an_unexpected_poll_error(tmp_path: Path) -> 
         _bad_first_next_link(sim, lambda _: "http://127.0.0.1:99999/api/video/room_sessions")
         port = free_port()
         config = write_config(tmp_path, sim.base_url, port=port, page_size=1, logging_format="json")
-        with exporter(tmp_path, port, "--config", str(config)) as proc:
+        with running_exporter(tmp_path, port, "--config", str(config)) as proc:
             # The first poll fails; the next ones (every 500 ms) must succeed.
             proc.wait_until(
                 lambda: 'signalwire_video_up{space="x"} 1.0\n' in proc.get("/metrics").text,
