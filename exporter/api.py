@@ -38,6 +38,7 @@ POLL_ERROR_REASONS = (
     "timeout",
     "network",
     "invalid_response",
+    "state_write",
 )
 
 

@@ -27,9 +27,10 @@ from . import __version__
 from .collector import SessionCollector
 from .config import LOG_LEVELS, Config, ConfigError, SpaceConfig, load_config
 from .logs import setup_logging
-from .poller import Snapshots, SpacePoller
+from .poller import Snapshots, SpacePoller, SpaceSnapshot
 from .server import MetricsServer, make_app
 from .simulator import SimulatedSpace
+from .statefile import StateFile, check_state_path
 
 log = logging.getLogger("exporter")
 
@@ -52,6 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--once", action="store_true", help="poll every space once, print the metrics, exit")
     parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="override logging.level")
+    parser.add_argument("--state-file", metavar="PATH", help="override state.path (restart-proof counters)")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(argv)
 
@@ -65,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = load_config(args.config, need_spaces=not args.demo)
+        if args.state_file:
+            config = replace(config, state_path=args.state_file)
+        problem = config.state_path and check_state_path(config.state_path)
+        if problem:
+            raise ConfigError([f"state.path: {problem}"])
     except ConfigError as exc:
         for error in exc.errors:
             print(f"config error: {error}", file=sys.stderr)
@@ -93,8 +100,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _build(config: Config, stop: threading.Event) -> tuple[Snapshots, list[SpacePoller], SessionCollector]:
-    snapshots = Snapshots([s.name for s in config.spaces])
-    pollers = [SpacePoller(space, config, snapshots, stop) for space in config.spaces]
+    names = [s.name for s in config.spaces]
+    snapshots = Snapshots(names)
+    state = StateFile(config.state_path, config.duration_buckets) if config.state_path else None
+    resumed = state.load(names) if state else {}
+    for name, accounting in resumed.items():  # counters continue from the stored values
+        snapshots.publish(SpaceSnapshot(name, last_success=accounting.last_success, totals=accounting.totals))
+    pollers = [
+        SpacePoller(space, config, snapshots, stop, state=state, accounting=resumed.get(space.name))
+        for space in config.spaces
+    ]
     return (
         snapshots,
         pollers,

@@ -78,6 +78,7 @@ class Config:
     listen_address: str = "0.0.0.0:10092"
     poll: PollConfig = PollConfig()
     state_path: str | None = None
+    max_backfill: float = 86400.0
     duration_buckets: tuple[float, ...] = DEFAULT_BUCKETS
     rooms_enabled: bool = False
     rooms_max: int = 50
@@ -323,7 +324,7 @@ def parse_config(raw: object, env: Mapping[str, str] | None = None, need_spaces:
         errors,
         ("interval", "timeout", "lookback", "page_size", "max_pages"),
     )
-    state = _Reader(top.data.get("state"), "state", errors, ("path",))
+    state = _Reader(top.data.get("state"), "state", errors, ("path", "max_backfill"))
     metrics = _Reader(top.data.get("metrics"), "metrics", errors, ("duration_buckets", "rooms"))
     rooms = _Reader(metrics.data.get("rooms"), "metrics.rooms", errors, ("enabled", "max"))
     logs = _Reader(top.data.get("logging"), "logging", errors, ("level", "format"))
@@ -354,6 +355,7 @@ def parse_config(raw: object, env: Mapping[str, str] | None = None, need_spaces:
             max_pages=p.get("max_pages", _int_range(1, 1_000_000), defaults.max_pages),
         ),
         state_path=state.get("path", _optional_text, None),
+        max_backfill=state.get("max_backfill", parse_duration, Config.max_backfill),
         duration_buckets=metrics.get("duration_buckets", _buckets, DEFAULT_BUCKETS),
         rooms_enabled=rooms.get("enabled", _boolean, False),
         rooms_max=rooms.get("max", _int_range(1, 10_000), 50),

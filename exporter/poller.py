@@ -18,6 +18,7 @@ from .api import ApiClient, ApiError, RequestStats, RequestStatsSnapshot
 from .config import Config, SpaceConfig
 from .models import COMPLETED, IN_PROGRESS, InvalidResponse, RoomSession
 from .state import Accounting, Activity, Observation, Settings, Totals, apply
+from .statefile import StateFile
 
 log = logging.getLogger(__name__)
 
@@ -63,17 +64,21 @@ class SpacePoller:
         snapshots: Snapshots,
         stop: threading.Event,
         clock: Callable[[], float] = time.time,
+        state: StateFile | None = None,
+        accounting: Accounting | None = None,
     ) -> None:
         self.space, self.config, self.snapshots, self.stop = space, config, snapshots, stop
         self.clock = clock
         self.stats = RequestStats()
         self.client = ApiClient(space, config.poll, self.stats, stop)
-        self.accounting = Accounting(counting_start=clock())
+        self.state = state
+        self.accounting = accounting or Accounting(counting_start=clock())
         self.settings = Settings(
             lookback=config.poll.lookback,
             buckets=config.duration_buckets,
             rooms_enabled=config.rooms_enabled,
             rooms_max=config.rooms_max,
+            max_backfill=config.max_backfill,
         )
         self._order_warned = False
 
@@ -101,7 +106,16 @@ class SpacePoller:
             log.exception("space %s: poll failed unexpectedly", self.space.name)
             self._publish_failure(previous, "invalid_response")
             return False
-        self.accounting, activity = apply(self.accounting, observation, self.settings)
+        accounting, activity = apply(self.accounting, observation, self.settings)
+        if self.state is not None:
+            try:  # persisted before it is published: a crash never shows uncounted values
+                self.state.save(self.space.name, accounting)
+            except OSError as exc:
+                log.error("space %s: cannot write the state file: %s", self.space.name, exc)
+                self._publish_failure(previous, "state_write")
+                return False
+        self._log_backfill_skips(accounting)
+        self.accounting = accounting
         duration = time.monotonic() - started
         self.snapshots.publish(
             replace(
@@ -117,6 +131,18 @@ class SpacePoller:
         )
         log.debug("space %s: poll done in %.3fs", self.space.name, duration)
         return True
+
+    def _log_backfill_skips(self, accounting: Accounting) -> None:
+        skipped = accounting.totals.skipped.get("backfill_limit", 0)
+        skipped -= self.accounting.totals.skipped.get("backfill_limit", 0)
+        if skipped:
+            log.warning(
+                "space %s: %d session(s) ended more than state.max_backfill (%gs) ago, while the "
+                "exporter was down; not counted (signalwire_video_sessions_skipped_total)",
+                self.space.name,
+                skipped,
+                self.settings.max_backfill,
+            )
 
     def _publish_failure(self, previous: SpaceSnapshot, reason: str) -> None:
         errors = {**previous.poll_errors, reason: previous.poll_errors.get(reason, 0) + 1}

@@ -5,7 +5,9 @@ the previous :class:`Accounting`, and the snapshot built from the new one can be
 atomically for the collector.
 
 Counting rule: a completed session is counted once (deduplicated by id) when a poll first
-sees it completed, provided it was seen in progress earlier or ended after counting started.
+sees it completed, provided it was seen in progress earlier or ended after counting started,
+and ended no longer than ``max_backfill`` before the poll (else it is skipped and counted as
+``backfill_limit``: only possible after the exporter was down that long, with a state file).
 The dedupe memory forgets ids created before the horizon, which the completed walk only
 reaches for sessions still tracked as in progress, so memory stays bounded.
 """
@@ -22,6 +24,7 @@ Key = tuple[str, str]  # (quality, fps) label values
 OTHER_ROOM = "__other__"
 TIMESTAMP_RESOLUTION = 1.0  # API timestamps carry whole seconds
 SKIP_REASONS = (
+    "backfill_limit",
     "malformed",
     "invalid_cost",
     "invalid_duration",
@@ -73,6 +76,7 @@ class Settings:
     buckets: tuple[float, ...]
     rooms_enabled: bool = False
     rooms_max: int = 50
+    max_backfill: float = 86400.0
 
 
 @dataclass(frozen=True)
@@ -117,8 +121,9 @@ def _add(mapping: dict[str, int], key: str, amount: int = 1) -> None:
 class _Pass:
     """Mutable working copy used while one observation is applied."""
 
-    def __init__(self, acc: Accounting, settings: Settings) -> None:
+    def __init__(self, acc: Accounting, settings: Settings, started: float) -> None:
         self.acc, self.settings = acc, settings
+        self.backfill_floor = started - settings.max_backfill
         self.completed = dict(acc.totals.completed)
         self.cost = dict(acc.totals.cost)
         self.durations = dict(acc.totals.durations)
@@ -147,6 +152,9 @@ class _Pass:
         if not (tracked or in_scope):
             return
         self.counted[sid] = session.created_ts
+        if session.end_ts < self.backfill_floor:  # ended while the exporter was down, too long ago
+            _add(self.skipped, "backfill_limit")
+            return
         reason = session.invalid_reason()
         if reason:
             _add(self.skipped, reason)
@@ -180,7 +188,7 @@ class _Pass:
 
 def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accounting, Activity]:
     """Fold one complete poll into the accounting; returns the new state and the gauges."""
-    work = _Pass(acc, settings)
+    work = _Pass(acc, settings, obs.started)
     active: dict[str, RoomSession] = {s.id: s for s in obs.in_progress}
     completed: dict[str, RoomSession] = {s.id: s for s in obs.completed}
     deferred: dict[str, float] = {}

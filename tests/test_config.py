@@ -50,6 +50,7 @@ def test_example_config_is_valid_and_documents_every_default() -> None:
     assert config.listen_address == "0.0.0.0:10092"
     assert config.duration_buckets == DEFAULT_BUCKETS
     assert (config.rooms_enabled, config.rooms_max) == (False, 50)
+    assert (config.state_path, config.max_backfill) == (None, 86400)
     assert (config.log_level, config.log_format) == ("info", "text")
 
 

@@ -1,0 +1,231 @@
+"""The state file: round trip, atomic replacement, unusable files set aside, restarts that resume."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from exporter.config import DEFAULT_BUCKETS
+from exporter.poller import SpacePoller, SpaceSnapshot
+from exporter.simulator import SimulatedSpace
+from exporter.state import Accounting, Histogram, Totals
+from exporter.statefile import StateFile, check_state_path
+
+from .test_cli import free_port, running_exporter, stalling_api, write_config
+from .test_poller import Exporter, qf
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = Accounting(
+    counting_start=1_795_000_000.0,
+    last_success=1_795_000_600.5,
+    tracked={"a": 1_795_000_100.0},
+    counted={"b": 1_795_000_200.0, "c": 1_795_000_300.0},
+    rooms=("standup", 'q"uote'),
+    totals=Totals(
+        completed={("720p", "30"): 2, ("other", "unknown"): 1},
+        cost={("720p", "30"): 0.1 + 0.2, ("other", "unknown"): 3.0},
+        durations={("720p", "30"): Histogram((1, 0, 1, 0, 0, 0, 0, 0, 0), 700.0)},
+        room_cost={"standup": 0.30000000000000004},
+        skipped={"malformed": 4},
+    ),
+)
+
+
+def test_round_trip_is_exact(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    StateFile(str(path), DEFAULT_BUCKETS).save("prod", SAMPLE)
+    assert StateFile(str(path), DEFAULT_BUCKETS).load(["prod"]) == {"prod": SAMPLE}
+    assert json.loads(path.read_text())["version"] == 1
+    assert not (tmp_path / "state.json.tmp").exists()
+
+
+def test_spaces_share_one_file_and_unconfigured_ones_are_dropped(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.json")
+    first = StateFile(path, DEFAULT_BUCKETS)
+    first.load(["a", "b"])
+    first.save("a", SAMPLE)
+    first.save("b", Accounting(counting_start=5.0))
+    assert set(json.loads(Path(path).read_text())["spaces"]) == {"a", "b"}
+    second = StateFile(path, DEFAULT_BUCKETS)
+    assert set(second.load(["b", "c"])) == {"b"}
+    second.save("c", Accounting(counting_start=6.0))
+    assert set(json.loads(Path(path).read_text())["spaces"]) == {"b", "c"}
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        (b"{not json", "not a valid state file"),
+        (b'{"version": 1, "written_at": 1.0, "spaces": {"a": {"counting_start": 1', "not a valid state file"),
+        (b'{"version": 2, "written_at": 1.0, "spaces": {}}', "format version 2, this exporter reads 1"),
+        (b'{"version": 1, "written_at": 1.0, "spaces": {}, "extra": 1}', "not a valid state file"),
+        (b"", "not a valid state file"),
+    ],
+    ids=["garbage", "truncated", "future-version", "unknown-key", "empty"],
+)
+def test_unusable_file_is_set_aside_and_counting_starts_fresh(
+    tmp_path: Path, content: bytes, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with caplog.at_level(logging.ERROR):
+        assert StateFile(str(path), DEFAULT_BUCKETS, clock=lambda: 1_795_000_000.0).load(["a"]) == {}
+    aside = tmp_path / "state.json.corrupt-20261118T110640Z"
+    assert aside.read_bytes() == content
+    assert not path.exists()
+    assert reason in caplog.text and str(aside) in caplog.text
+
+
+def test_negative_counter_in_file_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    StateFile(str(path), DEFAULT_BUCKETS).save("a", SAMPLE)
+    path.write_text(path.read_text().replace('"malformed":4', '"malformed":-4'))
+    assert StateFile(str(path), DEFAULT_BUCKETS).load(["a"]) == {}
+    assert list(tmp_path.glob("state.json.corrupt-*"))
+
+
+def test_changed_buckets_reset_only_the_histogram(tmp_path: Path) -> None:
+    path = str(tmp_path / "state.json")
+    StateFile(path, DEFAULT_BUCKETS).save("a", SAMPLE)
+    loaded = StateFile(path, (60.0, 120.0)).load(["a"])["a"]
+    assert loaded.totals.durations == {}
+    assert loaded.totals.completed == SAMPLE.totals.completed
+    assert loaded.totals.cost == SAMPLE.totals.cost
+
+
+def test_state_path_checks(tmp_path: Path) -> None:
+    assert check_state_path(str(tmp_path / "state.json")) is None
+    assert check_state_path(str(tmp_path)) == f"{tmp_path} is a directory"
+    assert (
+        check_state_path(str(tmp_path / "missing" / "s.json"))
+        == f"directory {tmp_path / 'missing'} does not exist"
+    )
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert check_state_path(str(blocker / "s.json")) == f"directory {blocker} does not exist"
+
+
+def test_check_config_reports_an_unusable_state_path(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "exporter",
+            "--demo",
+            "--check-config",
+            "--state-file",
+            str(tmp_path / "x" / "s"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr == f"config error: state.path: directory {tmp_path / 'x'} does not exist\n"
+
+
+def _exporter_with_state(sim: SimulatedSpace, path: Path, clock: list[float] | None = None) -> Exporter:
+    exporter = Exporter(sim)
+    state = StateFile(str(path), exporter.config.duration_buckets)
+    resumed = state.load(["test"])
+    if "test" in resumed:
+        exporter.snapshots.publish(SpaceSnapshot("test", totals=resumed["test"].totals))
+    exporter.poller = SpacePoller(
+        exporter.config.spaces[0],
+        exporter.config,
+        exporter.snapshots,
+        threading.Event(),
+        clock=(lambda: clock[0]) if clock else time.time,
+        state=state,
+        accounting=resumed.get("test"),
+    )
+    return exporter
+
+
+def test_restart_resumes_counters_and_counts_what_ended_while_down(
+    sim: SimulatedSpace, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.json"
+    a = sim.add_session(name="a")
+    first = _exporter_with_state(sim, path)
+    assert first.poll()
+    sim.complete_session(a, cost_in_dollars=1.25)
+    assert first.poll()
+    assert first.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 1.25
+    b = sim.add_session(name="b")
+    assert first.poll()
+    # the exporter is down: b (seen in progress) ends, c starts and ends unseen
+    sim.complete_session(b, cost_in_dollars=2.0)
+    c = sim.add_session(name="c", quality="1080p")
+    sim.complete_session(c, cost_in_dollars=0.5)
+    second = _exporter_with_state(sim, path)
+    assert second.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 1.25
+    assert second.poll()
+    assert second.poll()
+    assert second.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 2
+    assert second.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 3.25
+    assert second.value("signalwire_video_room_sessions_cost_dollars_total", **qf("1080p", "30")) == 0.5
+
+
+def test_sessions_that_ended_beyond_max_backfill_are_skipped_and_counted(
+    sim: SimulatedSpace, tmp_path: Path
+) -> None:
+    path = tmp_path / "state.json"
+    now = time.time()
+    clock = [now - 3 * 86400]  # the exporter last ran three days ago
+    a = sim.add_session(name="a", start_time=now - 3 * 86400 - 60, created_at=now - 3 * 86400 - 60)
+    first = _exporter_with_state(sim, path, clock)
+    assert first.poll()
+    sim.complete_session(a, cost_in_dollars=4.0, end_time=now - 2 * 86400)  # ended two days ago
+    clock[0] = now
+    second = _exporter_with_state(sim, path, clock)
+    assert second.poll()
+    assert second.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 0
+    assert second.value("signalwire_video_sessions_skipped_total", reason="backfill_limit") == 1
+
+
+def test_unwritable_state_fails_the_poll_and_changes_nothing(sim: SimulatedSpace, tmp_path: Path) -> None:
+    directory = tmp_path / "state"
+    directory.mkdir()
+    a = sim.add_session()
+    exporter = _exporter_with_state(sim, directory / "state.json")
+    assert exporter.poll()
+    sim.complete_session(a, cost_in_dollars=1.0)
+    (directory / "state.json").unlink()
+    directory.rmdir()
+    assert not exporter.poll()
+    assert exporter.value("signalwire_video_up") == 0
+    assert exporter.value("signalwire_video_poll_errors_total", reason="state_write") == 1
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 0
+    directory.mkdir()
+    assert exporter.poll()
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
+
+
+def test_server_shows_resumed_counters_before_its_first_poll(tmp_path: Path) -> None:
+    """Prometheus sees no counter reset across a restart, even while the first poll hangs."""
+    state = tmp_path / "state.json"
+    StateFile(str(state), DEFAULT_BUCKETS).save("x", SAMPLE)
+    port = free_port()
+    with stalling_api() as api:
+        config = write_config(tmp_path, api, port=port)
+        with running_exporter(tmp_path, port, "--config", str(config), "--state-file", str(state)) as proc:
+            proc.wait_healthy()
+            body = proc.get("/metrics").text
+            assert proc.get("/-/ready").status_code == 503  # the first poll is still hanging
+    assert 'signalwire_video_room_sessions_completed_total{fps="30",quality="720p",space="x"} 2.0' in body
+    assert (
+        'signalwire_video_room_sessions_cost_dollars_total{fps="unknown",quality="other",space="x"} 3.0'
+        in body
+    )
+    assert (
+        'signalwire_video_room_session_duration_seconds_sum{fps="30",quality="720p",space="x"} 700.0' in body
+    )
