@@ -160,7 +160,11 @@ class SpacePoller:
         acc = self.accounting
         listed = in_progress.keys() | {sid for sid, _ in malformed}
         vanished = {sid: c for sid, c in acc.tracked.items() if sid not in listed}
-        walk_until = min([acc.horizon(self.config.poll.lookback), *vanished.values()])
+        # Read back to the horizon and to every vanished session, but never further than the
+        # backfill limit (plus lookback): after a long outage a poll must still fit its interval.
+        lookback = self.config.poll.lookback
+        floor = started - self.settings.max_backfill - lookback
+        walk_until = max(floor, min([acc.horizon(lookback), *vanished.values()]))
         completed: dict[str, RoomSession] = {}
         newest_first, previous_created = True, float("inf")
         for sessions, bad in self.client.list_sessions(COMPLETED, deadline):
