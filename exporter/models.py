@@ -35,6 +35,7 @@ class RoomSession(msgspec.Struct, frozen=True):
     created_at: datetime
     status: str | None = None
     name: str | None = None
+    room_id: str | None = None
     quality: str | None = None
     fps: str | float | None = None  # the spec says "20"; a real response carried 20
     max_members: int | None = None
@@ -43,6 +44,11 @@ class RoomSession(msgspec.Struct, frozen=True):
     updated_at: datetime | None = None
     duration: float | None = None
     cost_in_dollars: float | None = None  # absent in the summary form
+
+    @property
+    def is_completed(self) -> bool:
+        """Completed by status, or (status null) by having an end time."""
+        return self.status == COMPLETED or (self.status is None and self.end_time is not None)
 
     @property
     def quality_label(self) -> str:

@@ -150,6 +150,36 @@ class SpacePoller:
             replace(previous, polled=True, up=False, poll_errors=errors, requests=self.stats.snapshot())
         )
 
+    def _walk(
+        self,
+        deadline: float,
+        until: float,
+        malformed: list[tuple[str | None, str]],
+        room_id: str | None = None,
+        wanted: str | None = None,
+    ) -> dict[str, RoomSession]:
+        """Completed sessions, newest first, until one created before ``until`` (or ``wanted``)."""
+        completed: dict[str, RoomSession] = {}
+        newest_first, previous_created = True, float("inf")
+        for sessions, bad in self.client.list_sessions(COMPLETED, deadline, room_id):
+            malformed.extend((sid, COMPLETED) for sid in bad)
+            for s in sessions:
+                completed[s.id] = s
+                newest_first = newest_first and s.created_ts <= previous_created
+                previous_created = s.created_ts
+            if wanted in completed:
+                break
+            if newest_first and sessions and sessions[-1].created_ts < until:
+                break  # newest-first order verified so far: the rest is older than needed
+        if not newest_first and not self._order_warned:
+            self._order_warned = True
+            log.warning(
+                "space %s: completed sessions are not listed newest-first; reading every page "
+                "of the listing each poll (bounded by poll.max_pages)",
+                self.space.name,
+            )
+        return completed
+
     def _observe(self, started: float, deadline: float) -> Observation:
         malformed: list[tuple[str | None, str]] = []
         in_progress: dict[str, RoomSession] = {}
@@ -160,35 +190,26 @@ class SpacePoller:
         acc = self.accounting
         listed = in_progress.keys() | {sid for sid, _ in malformed}
         vanished = {sid: c for sid, c in acc.tracked.items() if sid not in listed}
-        # Read back to the horizon and to every vanished session, but never further than the
-        # backfill limit (plus lookback): after a long outage a poll must still fit its interval.
+        # Read back to the horizon and to the sessions that vanished from the in-progress listing,
+        # but not past the backfill limit (plus lookback): after a long outage a poll must still
+        # fit its interval. Older vanished sessions are looked up by id and room below.
         lookback = self.config.poll.lookback
         floor = started - self.settings.max_backfill - lookback
-        walk_until = max(floor, min([acc.horizon(lookback), *vanished.values()]))
-        completed: dict[str, RoomSession] = {}
-        newest_first, previous_created = True, float("inf")
-        for sessions, bad in self.client.list_sessions(COMPLETED, deadline):
-            malformed.extend((sid, COMPLETED) for sid in bad)
-            for s in sessions:
-                completed[s.id] = s
-                newest_first = newest_first and s.created_ts <= previous_created
-                previous_created = s.created_ts
-            if newest_first and sessions and sessions[-1].created_ts < walk_until:
-                break  # newest-first order verified so far: the rest is older than needed
-        if not newest_first and not self._order_warned:
-            self._order_warned = True
-            log.warning(
-                "space %s: completed sessions are not listed newest-first; reading every page "
-                "of the listing each poll (bounded by poll.max_pages)",
-                self.space.name,
-            )
+        recent = [created for created in vanished.values() if created >= floor]
+        completed = self._walk(deadline, min([max(floor, acc.horizon(lookback)), *recent]), malformed)
 
         fetched: dict[str, RoomSession | None] = {}
-        for sid in vanished:
-            if sid in completed:
-                continue
+        for sid in vanished.keys() - completed.keys():
             try:
-                fetched[sid] = self.client.get_session(sid, deadline)
+                session = self.client.get_session(sid, deadline)
             except InvalidResponse:  # one bad record, not a bad poll
                 malformed.append((sid, COMPLETED))
+                continue
+            if session and session.is_completed and session.cost_in_dollars is None and session.room_id:
+                # GET has no cost: find the session in its room's completed listing
+                in_room = self._walk(deadline, session.created_ts, malformed, session.room_id, sid)
+                if sid in in_room:
+                    completed[sid] = in_room[sid]
+                    continue
+            fetched[sid] = session
         return Observation(started, in_progress.values(), completed.values(), fetched, malformed)

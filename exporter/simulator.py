@@ -273,6 +273,7 @@ class SimulatedSpace:
         self._stopping = threading.Event()
         self.next_link_hook: Callable[[str], str | None] | None = None
         self.requests: list[RecordedRequest] = []
+        self.latency: float = 0.0  # seconds each request waits, once recorded, before its answer
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -421,6 +422,8 @@ class SimulatedSpace:
         with self._lock:
             self.requests.append(RecordedRequest(method, url.path, query, received))
             fault = self._take_fault(endpoint)
+        if self.latency > 0:  # outside the lock: other requests and scripted changes go on
+            time.sleep(self.latency)
         if fault is not None:
             return fault
         if headers.get("Authorization") != self._authorization:

@@ -5,11 +5,13 @@ the previous :class:`Accounting`, and the snapshot built from the new one can be
 atomically for the collector.
 
 Counting rule: a completed session is counted once (deduplicated by id) when a poll first
-sees it completed, provided it was seen in progress earlier or ended after counting started,
-and ended no longer than ``max_backfill`` before the poll (else it is skipped and counted as
-``backfill_limit``: only possible after the exporter was down that long, with a state file).
-The dedupe memory forgets ids created before the horizon, which the completed walk only
-reaches for sessions still tracked as in progress, so memory stays bounded.
+sees it completed, provided it was seen in progress (by an earlier poll or this one's
+in-progress listing) or ended after the eligibility watermark: counting start (less the
+API's one-second timestamp resolution) or, later, the horizon. It must also have ended no
+longer than ``max_backfill`` before the poll (else it is skipped as ``backfill_limit``: only
+possible after the exporter was down that long, with a state file). The dedupe memory forgets
+ids that ended before the watermark, which an untracked session can never pass again, so
+memory stays bounded by the sessions completed within one lookback.
 """
 
 from __future__ import annotations
@@ -86,13 +88,17 @@ class Accounting:
     counting_start: float
     last_success: float | None = None  # start (epoch) of the last successful poll
     tracked: Mapping[str, float] = field(default_factory=dict)  # in progress: id -> created
-    counted: Mapping[str, float] = field(default_factory=dict)  # dedupe memory: id -> created
+    counted: Mapping[str, float] = field(default_factory=dict)  # dedupe memory: id -> ended
     rooms: tuple[str, ...] = ()  # room label slots, first come first served, never reassigned
     totals: Totals = field(default_factory=Totals)
 
     def horizon(self, lookback: float) -> float:
-        """Creation time before which completed sessions are of no interest unless tracked."""
+        """How far back (by creation) the completed listing is read: lookback before the last poll."""
         return (self.last_success or self.counting_start) - lookback
+
+    def watermark(self, lookback: float) -> float:
+        """End time a session not seen in progress must pass to be counted; never decreases."""
+        return max(self.counting_start - TIMESTAMP_RESOLUTION, self.horizon(lookback))
 
 
 @dataclass(frozen=True)
@@ -121,8 +127,8 @@ def _add(mapping: dict[str, int], key: str, amount: int = 1) -> None:
 class _Pass:
     """Mutable working copy used while one observation is applied."""
 
-    def __init__(self, acc: Accounting, settings: Settings, started: float) -> None:
-        self.acc, self.settings = acc, settings
+    def __init__(self, acc: Accounting, settings: Settings, started: float, seen: set[str]) -> None:
+        self.acc, self.settings, self.seen_in_progress = acc, settings, seen
         self.backfill_floor = started - settings.max_backfill
         self.completed = dict(acc.totals.completed)
         self.cost = dict(acc.totals.cost)
@@ -145,13 +151,10 @@ class _Pass:
         sid = session.id
         if sid in self.counted:
             return
-        tracked = sid in self.acc.tracked
-        in_scope = session.end_ts > self.acc.counting_start - TIMESTAMP_RESOLUTION and (
-            session.created_ts >= self.acc.horizon(self.settings.lookback)
-        )
-        if not (tracked or in_scope):
+        seen = sid in self.acc.tracked or sid in self.seen_in_progress
+        if not (seen or session.end_ts > self.acc.watermark(self.settings.lookback)):
             return
-        self.counted[sid] = session.created_ts
+        self.counted[sid] = session.end_ts
         if session.end_ts < self.backfill_floor:  # ended while the exporter was down, too long ago
             _add(self.skipped, "backfill_limit")
             return
@@ -181,21 +184,21 @@ class _Pass:
         """Count an undecodable completed record once per id (every time when it has none)."""
         if sid is not None and sid in self.counted:
             return
-        if sid is not None:
+        if sid is not None:  # remembered for one lookback: it has no end time of its own
             self.counted[sid] = started
         _add(self.skipped, "malformed")
 
 
 def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accounting, Activity]:
     """Fold one complete poll into the accounting; returns the new state and the gauges."""
-    work = _Pass(acc, settings, obs.started)
     active: dict[str, RoomSession] = {s.id: s for s in obs.in_progress}
+    work = _Pass(acc, settings, obs.started, set(active))
     completed: dict[str, RoomSession] = {s.id: s for s in obs.completed}
     deferred: dict[str, float] = {}
     for sid, session in obs.fetched.items():
         if session is None:
             continue
-        if session.status != COMPLETED and not (session.status is None and session.end_time):
+        if not session.is_completed:
             active.setdefault(sid, session)
         elif session.cost_in_dollars is None and session.end_ts >= acc.horizon(settings.lookback):
             deferred[sid] = acc.tracked.get(sid, session.created_ts)  # wait for the listing's cost
@@ -223,8 +226,8 @@ def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accoun
         rooms=tuple(work.rooms),
         totals=Totals(work.completed, work.cost, work.durations, work.room_cost, work.skipped),
     )
-    horizon = new.horizon(settings.lookback)
-    counted = {sid: created for sid, created in work.counted.items() if created >= horizon}
+    watermark = new.watermark(settings.lookback)
+    counted = {sid: ended for sid, ended in work.counted.items() if ended > watermark}
     return replace(new, counted=counted), activity
 
 

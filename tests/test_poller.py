@@ -168,7 +168,7 @@ def test_session_missing_from_a_shifted_listing_is_asked_for(sim: SimulatedSpace
     assert exporter.value("signalwire_video_room_sessions_active", **qf("720p", "30")) == 2
 
 
-def test_session_completed_only_visible_through_get_waits_for_its_cost(sim: SimulatedSpace) -> None:
+def test_session_completed_only_visible_through_get_is_read_from_its_room(sim: SimulatedSpace) -> None:
     now = time.time()
     a = sim.add_session(name="a", created_at=now - 20)
     newer = sim.add_session(name="newer", created_at=now - 10)
@@ -178,7 +178,26 @@ def test_session_completed_only_visible_through_get_waits_for_its_cost(sim: Simu
     sim.complete_session(newer, cost_in_dollars=0.5)
     sim.next_link_hook = lambda link: None  # the completed listing shows only `newer`
     assert exporter.poll()
-    assert _get_ids(sim) == [a]  # GET says completed, but has no cost: wait for the listing
+    assert _get_ids(sim) == [a]
+    room_lookup = sim.requests[-1]
+    assert room_lookup.query["status"] == "completed" and room_lookup.query["room_id"]
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 2
+    assert exporter.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 3.5
+
+
+def test_session_without_room_completed_only_visible_through_get_waits_for_its_cost(
+    sim: SimulatedSpace,
+) -> None:
+    now = time.time()
+    a = sim.add_session(name="a", room_id=None, created_at=now - 20)
+    newer = sim.add_session(name="newer", created_at=now - 10)
+    exporter = Exporter(sim, page_size=1)
+    assert exporter.poll()
+    sim.complete_session(a, cost_in_dollars=3.0)
+    sim.complete_session(newer, cost_in_dollars=0.5)
+    sim.next_link_hook = lambda link: None  # the completed listing shows only `newer`
+    assert exporter.poll()
+    assert _get_ids(sim) == [a]  # GET says completed, but has no cost and no room: wait
     assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
     assert exporter.value("signalwire_video_room_sessions_active", **qf("720p", "30")) == 0
     sim.next_link_hook = None
