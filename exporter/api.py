@@ -153,18 +153,18 @@ class ApiClient:
         self._http.close()
 
     def list_sessions(
-        self, status: str, deadline: float, room_id: str | None = None
+        self, status: str, deadline: float, room_id: str | None = None, room_name: str | None = None
     ) -> Iterator[tuple[list[RoomSession], list[str | None]]]:
         """Yield (sessions, ids of malformed records) for every page of the listing with ``status``.
 
-        ``room_id`` narrows the listing to one room (on top of the configured filters).
+        ``room_id`` or ``room_name`` narrow the listing to one room (over the configured filters).
         """
         f = self.space.filters
         params = {
             "status": status,
             "page_size": str(self.poll.page_size),
             "room_id": room_id or f.room_id,
-            "room_name": f.room_name,
+            "room_name": room_name or f.room_name,
             "room_name_matches": f.room_name_matches,
         }
         url: str | None = str(

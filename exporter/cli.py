@@ -12,6 +12,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from dataclasses import replace
 from types import FrameType
 
@@ -30,6 +31,7 @@ from .logs import setup_logging
 from .poller import Snapshots, SpacePoller, SpaceSnapshot
 from .server import MetricsServer, make_app
 from .simulator import SimulatedSpace
+from .state import Accounting
 from .statefile import StateFile, check_state_path
 
 log = logging.getLogger("exporter")
@@ -106,6 +108,13 @@ def _build(config: Config, stop: threading.Event) -> tuple[Snapshots, list[Space
     resumed = state.load(names) if state else {}
     for name, accounting in resumed.items():  # counters continue from the stored values
         snapshots.publish(SpaceSnapshot(name, last_success=accounting.last_success, totals=accounting.totals))
+    if state is not None:  # when counting started must survive a crash before the first poll
+        for name in set(names) - resumed.keys():
+            resumed[name] = Accounting(counting_start=time.time())
+            try:
+                state.save(name, resumed[name])
+            except OSError as exc:
+                log.error("cannot write the state file: %s", exc)
     pollers = [
         SpacePoller(space, config, snapshots, stop, state=state, accounting=resumed.get(space.name))
         for space in config.spaces

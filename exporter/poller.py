@@ -122,7 +122,7 @@ class SpacePoller:
                 previous,
                 polled=True,
                 up=True,
-                last_success=self.clock(),
+                last_success=started_wall,
                 poll_duration=duration,
                 activity=activity,
                 totals=self.accounting.totals,
@@ -155,13 +155,19 @@ class SpacePoller:
         deadline: float,
         until: float,
         malformed: list[tuple[str | None, str]],
-        room_id: str | None = None,
+        room_of: RoomSession | None = None,
         wanted: str | None = None,
     ) -> dict[str, RoomSession]:
-        """Completed sessions, newest first, until one created before ``until`` (or ``wanted``)."""
+        """Completed sessions, newest first, until one created before ``until`` (or ``wanted``).
+
+        With ``room_of``, only that session's room: by ``room_id``, else by room name.
+        """
         completed: dict[str, RoomSession] = {}
+        if room_of is not None and not (room_of.room_id or room_of.name):
+            return completed
+        room = (room_of.room_id, None if room_of.room_id else room_of.name) if room_of else (None, None)
         newest_first, previous_created = True, float("inf")
-        for sessions, bad in self.client.list_sessions(COMPLETED, deadline, room_id):
+        for sessions, bad in self.client.list_sessions(COMPLETED, deadline, *room):
             malformed.extend((sid, COMPLETED) for sid in bad)
             for s in sessions:
                 completed[s.id] = s
@@ -190,13 +196,12 @@ class SpacePoller:
         acc = self.accounting
         listed = in_progress.keys() | {sid for sid, _ in malformed}
         vanished = {sid: c for sid, c in acc.tracked.items() if sid not in listed}
-        # Read back to the horizon and to the sessions that vanished from the in-progress listing,
-        # but not past the backfill limit (plus lookback): after a long outage a poll must still
-        # fit its interval. Older vanished sessions are looked up by id and room below.
+        # Read back to the horizon, but not past the backfill limit (plus lookback), so that a
+        # poll after a long outage still fits its interval. A vanished session that the walk
+        # does not reach (a long one) is looked up by id, then in its room's listing, below.
         lookback = self.config.poll.lookback
         floor = started - self.settings.max_backfill - lookback
-        recent = [created for created in vanished.values() if created >= floor]
-        completed = self._walk(deadline, min([max(floor, acc.horizon(lookback)), *recent]), malformed)
+        completed = self._walk(deadline, max(floor, acc.horizon(lookback)), malformed)
 
         fetched: dict[str, RoomSession | None] = {}
         for sid in vanished.keys() - completed.keys():
@@ -205,9 +210,9 @@ class SpacePoller:
             except InvalidResponse:  # one bad record, not a bad poll
                 malformed.append((sid, COMPLETED))
                 continue
-            if session and session.is_completed and session.cost_in_dollars is None and session.room_id:
+            if session and session.is_completed and session.cost_in_dollars is None:
                 # GET has no cost: find the session in its room's completed listing
-                in_room = self._walk(deadline, session.created_ts, malformed, session.room_id, sid)
+                in_room = self._walk(deadline, session.created_ts, malformed, session, sid)
                 if sid in in_room:
                     completed[sid] = in_room[sid]
                     continue

@@ -1,31 +1,29 @@
 """Stateful property test of the accounting core against a model of the room-sessions API.
 
-Hypothesis interleaves sessions starting, completing and being deleted, the clock moving
-(seconds to days), polls whose listings miss arbitrary sessions ("shifted pages") or see
-sessions complete between the in-progress and the completed listing, polls failing midway,
-and restarts with (through a real ``StateFile``) or without state. Each poll is built the
-way ``SpacePoller._observe`` builds it: the whole in-progress listing, the completed listing
-walked newest-first page by page back to the horizon or the oldest vanished tracked session,
-and ``GET`` (summary form, no cost; None for 404) for tracked sessions in neither, a completed
-one then being read from its room's listing (with its cost).
+Hypothesis interleaves sessions starting, completing and being deleted, the clock moving (seconds to
+days), polls whose listings miss arbitrary sessions ("shifted pages") or see sessions complete
+between the in-progress and the completed listing, polls failing midway, and restarts with (through
+a real ``StateFile``) or without state. Each poll is built the way ``SpacePoller._observe`` builds
+it: the whole in-progress listing, the completed listing walked newest-first page by page back to
+the horizon, and ``GET`` (summary form, no cost; None for 404) for tracked sessions in neither, a
+completed one then being read from its room's listing (with its cost).
 
-Which sessions the accounting counted is read back exactly: every session has its own room
-name and rooms are enabled with a cap that is never reached, so the keys of
-``totals.room_cost`` are the names of the counted sessions. The model keeps its own
-cumulative record of them and checks after every step that the totals are exactly the sum
-over that record (so a session counted twice shows), that counters never decrease (except
-across a restart without state) and that only completed sessions are counted. After a
-clean poll (no missed pages, no changes during the poll) every session that completed after
-counting started must have been counted, or skipped for ``backfill_limit``/``invalid_cost``,
-except those the README allows to be lost (never seen in progress and missed by a listing, or
-ended more than ``max_backfill`` before the poll and never seen in progress, or in progress at
-start but created more than ``lookback`` before it and ended before the first successful poll
-saw it). Regression tests at the end of this file replay, with the real poller against the
-simulated API, the two bugs this machine found (both fixed).
+Which sessions the accounting counted is read back exactly: every session has its own room name and
+rooms are enabled with a cap that is never reached, so the keys of ``totals.room_cost`` are the
+names of the counted sessions. The model keeps its own cumulative record of them and checks after
+every step that the totals are exactly the sum over that record (so a session counted twice shows),
+that counters never decrease (except across a restart without state) and that only completed
+sessions are counted. After a clean poll (no missed pages, no changes during the poll) every session
+that completed after counting started must have been counted, or skipped for
+``backfill_limit``/``invalid_cost``, except those the README allows to be lost (never seen in
+progress and missed by a listing, or ended more than ``max_backfill`` before the poll and never seen
+in progress, or in progress at start but created more than ``lookback`` before it and ended before
+the first successful poll saw it). Regression tests at the end of this file replay, with the real
+poller against the simulated API, the two bugs this machine found (both fixed).
 
-The observation is modelled on ``SpacePoller._observe`` (``walk_until = min(max(floor,
-horizon), created of vanished sessions newer than floor)``, floor = ``started - max_backfill -
-lookback``): keep ``observe`` below in step with it.
+The observation is modelled on ``SpacePoller._observe`` (``walk_until = max(floor, horizon)``, floor
+= ``started - max_backfill - lookback``; vanished sessions the walk misses go through GET and their
+room's listing): keep ``observe`` below in step with it.
 """
 
 from __future__ import annotations
@@ -281,8 +279,7 @@ class AccountingMachine(RuleBasedStateMachine):
 
         vanished = {sid: created for sid, created in acc.tracked.items() if sid not in in_progress}
         floor = started - MAX_BACKFILL - LOOKBACK  # the poller never walks further back than this
-        recent = [created for created in vanished.values() if created >= floor]
-        walk_until = min([max(floor, acc.horizon(LOOKBACK)), *recent])
+        walk_until = max(floor, acc.horizon(LOOKBACK))
         rows = sorted(
             (s for s in self.existing() if not s.live), key=lambda s: (s.created, s.id), reverse=True
         )
@@ -572,11 +569,11 @@ def test_session_in_progress_at_start_ending_during_first_poll() -> None:
             list_sessions = poller.client.list_sessions
 
             def ends_between_listings(
-                status: str, deadline: float, room_id: str | None = None
+                status: str, deadline: float, room_id: str | None = None, room_name: str | None = None
             ) -> Iterator[tuple[list[RoomSession], list[str | None]]]:
                 if status == COMPLETED:
                     sim.complete_session(long, cost_in_dollars=2.5)
-                return list_sessions(status, deadline, room_id)
+                return list_sessions(status, deadline, room_id, room_name)
 
             poller.client.list_sessions = ends_between_listings  # type: ignore[method-assign]
             assert poller.poll_once()  # lists it in progress, then completed: neither tracked nor counted

@@ -189,7 +189,7 @@ def test_session_without_room_completed_only_visible_through_get_waits_for_its_c
     sim: SimulatedSpace,
 ) -> None:
     now = time.time()
-    a = sim.add_session(name="a", room_id=None, created_at=now - 20)
+    a = sim.add_session(name=None, room_id=None, created_at=now - 20)  # nothing to look its room up by
     newer = sim.add_session(name="newer", created_at=now - 10)
     exporter = Exporter(sim, page_size=1)
     assert exporter.poll()
@@ -249,3 +249,21 @@ def test_poll_loop_runs_until_stopped(sim: SimulatedSpace) -> None:
     lists = [r for r in sim.requests if r.query.get("status") == "in-progress"]
     assert 3 <= len(lists) <= 5
     assert exporter.snapshots.ready()
+
+
+def test_long_session_ending_is_found_through_its_room_without_walking_back(sim: SimulatedSpace) -> None:
+    """A poll never has to read the whole listing back to when a long session started."""
+    now = time.time()
+    long = sim.add_session(name="long", created_at=now - 7200, start_time=now - 7200)
+    for i in range(12):  # completed since: a walk back to `long` would read 12 more pages
+        done = sim.add_session(name=f"r{i}", created_at=now - 3600 + i)
+        sim.complete_session(done, cost_in_dollars=0.01, end_time=now - 1800)  # before counting
+    exporter = Exporter(sim, page_size=1, lookback=5.0, interval=2.0)
+    assert exporter.poll()
+    sim.complete_session(long, cost_in_dollars=7.5)
+    sim.latency = 0.05
+    before = len(sim.requests)
+    assert exporter.poll()
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
+    assert exporter.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 7.5
+    assert len(sim.requests) - before <= 6  # in-progress, a page or two of completed, GET, room page

@@ -327,6 +327,13 @@ def test_requests_are_recorded(space: SimulatedSpace, client: httpx.Client) -> N
     assert request.headers["authorization"].startswith("Basic ")
 
 
+def test_latency_delays_every_answer(space: SimulatedSpace, client: httpx.Client) -> None:
+    space.latency = 0.2
+    started = time.perf_counter()
+    assert client.get(LIST).status_code == 200
+    assert time.perf_counter() - started >= 0.2
+
+
 def test_traffic_keeps_sessions_flowing_and_stops() -> None:
     with SimulatedSpace(seed=3) as space:
         space.run_traffic(tick=0.01, target_active=8, mean_duration=0.3)

@@ -18,6 +18,8 @@ from exporter.simulator import SimulatedSpace
 from exporter.state import Accounting, Histogram, Totals
 from exporter.statefile import StateFile, check_state_path
 
+from .test_cli import PROJECT as CLI_PROJECT
+from .test_cli import TOKEN as CLI_TOKEN
 from .test_cli import free_port, running_exporter, stalling_api, write_config
 from .test_poller import Exporter, qf
 
@@ -228,4 +230,39 @@ def test_server_shows_resumed_counters_before_its_first_poll(tmp_path: Path) -> 
     )
     assert (
         'signalwire_video_room_session_duration_seconds_sum{fps="30",quality="720p",space="x"} 700.0' in body
+    )
+
+
+def test_counting_start_survives_a_crash_before_the_first_successful_poll(tmp_path: Path) -> None:
+    with SimulatedSpace(CLI_PROJECT, CLI_TOKEN) as sim:
+        _count_after_a_failed_first_run(sim, tmp_path)
+
+
+def _count_after_a_failed_first_run(sim: SimulatedSpace, tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    a = sim.add_session()
+    config = write_config(tmp_path, sim.base_url, token="wrong-token")
+    failed = subprocess.run(
+        [sys.executable, "-m", "exporter", "--once", "--config", str(config), "--state-file", str(state)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert failed.returncode == 1
+    stored = json.loads(state.read_text())["spaces"]["x"]
+    assert stored["counting_start"] == pytest.approx(time.time(), abs=30)
+    assert stored["last_success"] is None
+    sim.complete_session(a, cost_in_dollars=2.0)  # ended after counting started: it must count
+    config = write_config(tmp_path, sim.base_url)
+    resumed = subprocess.run(
+        [sys.executable, "-m", "exporter", "--once", "--config", str(config), "--state-file", str(state)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert 'signalwire_video_room_sessions_cost_dollars_total{fps="30",quality="720p",space="x"} 2.0' in (
+        resumed.stdout
     )
