@@ -108,7 +108,7 @@ class SpacePoller:
             return False
         accounting, activity = apply(self.accounting, observation, self.settings)
         if self.state is not None:
-            try:  # persisted before it is published: a crash never shows uncounted values
+            try:  # saved before it is published: after a restart no counter can go back
                 self.state.save(self.space.name, accounting)
             except OSError as exc:
                 log.error("space %s: cannot write the state file: %s", self.space.name, exc)
