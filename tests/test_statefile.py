@@ -20,7 +20,7 @@ from exporter.statefile import StateFile, check_state_path
 
 from .test_cli import PROJECT as CLI_PROJECT
 from .test_cli import TOKEN as CLI_TOKEN
-from .test_cli import free_port, running_exporter, stalling_api, write_config
+from .test_cli import free_port, run_cli, running_exporter, stalling_api, write_config
 from .test_poller import Exporter, qf
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -242,26 +242,14 @@ def _count_after_a_failed_first_run(sim: SimulatedSpace, tmp_path: Path) -> None
     state = tmp_path / "state.json"
     a = sim.add_session()
     config = write_config(tmp_path, sim.base_url, token="wrong-token")
-    failed = subprocess.run(
-        [sys.executable, "-m", "exporter", "--once", "--config", str(config), "--state-file", str(state)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    failed = run_cli("--once", "--config", str(config), "--state-file", str(state))
     assert failed.returncode == 1
     stored = json.loads(state.read_text())["spaces"]["x"]
     assert stored["counting_start"] == pytest.approx(time.time(), abs=30)
     assert stored["last_success"] is None
     sim.complete_session(a, cost_in_dollars=2.0)  # ended after counting started: it must count
     config = write_config(tmp_path, sim.base_url)
-    resumed = subprocess.run(
-        [sys.executable, "-m", "exporter", "--once", "--config", str(config), "--state-file", str(state)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    resumed = run_cli("--once", "--config", str(config), "--state-file", str(state))
     assert resumed.returncode == 0, resumed.stderr
     assert 'signalwire_video_room_sessions_cost_dollars_total{fps="30",quality="720p",space="x"} 2.0' in (
         resumed.stdout
