@@ -1,0 +1,157 @@
+{{/* Chart name, truncated to the 63 characters Kubernetes names allow. */}}
+{{- define "signalwire-video-exporter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: release name, plus the chart name unless it already contains it. */}}
+{{- define "signalwire-video-exporter.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "signalwire-video-exporter.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride }}
+{{- end }}
+
+{{- define "signalwire-video-exporter.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "signalwire-video-exporter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "signalwire-video-exporter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "signalwire-video-exporter.labels" -}}
+helm.sh/chart: {{ include "signalwire-video-exporter.chart" . }}
+{{ include "signalwire-video-exporter.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: {{ include "signalwire-video-exporter.name" . }}
+{{- end }}
+
+{{/* Labels of the `helm test` pod (not selected by the Service). */}}
+{{- define "signalwire-video-exporter.testLabels" -}}
+app.kubernetes.io/name: {{ include "signalwire-video-exporter.name" . }}-test
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: test
+{{- end }}
+
+{{- define "signalwire-video-exporter.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "signalwire-video-exporter.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "signalwire-video-exporter.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{/* Name of the Secret holding the API tokens. */}}
+{{- define "signalwire-video-exporter.secretName" -}}
+{{- default (include "signalwire-video-exporter.fullname" .) .Values.existingSecret }}
+{{- end }}
+
+{{- define "signalwire-video-exporter.tokenKey" -}}
+{{- default (printf "%s-api-token" .name) .apiTokenKey }}
+{{- end }}
+
+{{- define "signalwire-video-exporter.tokenDir" -}}
+/etc/signalwire
+{{- end }}
+
+{{- define "signalwire-video-exporter.configDir" -}}
+/etc/signalwire-video-exporter
+{{- end }}
+
+{{- define "signalwire-video-exporter.statePath" -}}
+{{- printf "%s/state.json" (trimSuffix "/" .Values.persistence.mountPath) }}
+{{- end }}
+
+{{/*
+Checks the credentials and fails with a clear message; renders nothing.
+Included by every template that depends on them.
+*/}}
+{{- define "signalwire-video-exporter.validate" -}}
+{{- $help := "set spaces[0].name, spaces[0].space, spaces[0].projectId and either spaces[0].apiToken or existingSecret (a Secret with the key spaces[0].apiTokenKey, default \"<name>-api-token\")" }}
+{{- if not .Values.spaces }}
+{{- fail (printf "\n\nsignalwire-video-exporter: no SignalWire credentials given: %s. See the chart's values.yaml." $help) }}
+{{- end }}
+{{- $names := dict }}
+{{- $keys := dict }}
+{{- range $i, $s := .Values.spaces }}
+{{- if not $s.name }}
+{{- fail (printf "\n\nsignalwire-video-exporter: spaces[%d].name is required" $i) }}
+{{- end }}
+{{- if hasKey $names $s.name }}
+{{- fail (printf "\n\nsignalwire-video-exporter: spaces[%d].name %q is used twice" $i $s.name) }}
+{{- end }}
+{{- $_ := set $names $s.name true }}
+{{- if and (not $s.space) (not $s.baseUrl) }}
+{{- fail (printf "\n\nsignalwire-video-exporter: spaces[%d].space (or spaces[%d].baseUrl) is required" $i $i) }}
+{{- end }}
+{{- if not $s.projectId }}
+{{- fail (printf "\n\nsignalwire-video-exporter: no SignalWire credentials for space %q: spaces[%d].projectId is required" $s.name $i) }}
+{{- end }}
+{{- $key := include "signalwire-video-exporter.tokenKey" $s }}
+{{- if not (regexMatch "^[-._a-zA-Z0-9]+$" $key) }}
+{{- fail (printf "\n\nsignalwire-video-exporter: spaces[%d]: Secret key %q is invalid: set spaces[%d].apiTokenKey (letters, digits, '-', '_', '.')" $i $key $i) }}
+{{- end }}
+{{- if hasKey $keys $key }}
+{{- fail (printf "\n\nsignalwire-video-exporter: spaces[%d]: Secret key %q is used by two spaces" $i $key) }}
+{{- end }}
+{{- $_ := set $keys $key true }}
+{{- if $.Values.existingSecret }}
+{{- if $s.apiToken }}
+{{- fail (printf "\n\nsignalwire-video-exporter: spaces[%d].apiToken and existingSecret are both set: put the token in the Secret %q under the key %q and leave apiToken empty" $i $.Values.existingSecret $key) }}
+{{- end }}
+{{- else if not $s.apiToken }}
+{{- fail (printf "\n\nsignalwire-video-exporter: no SignalWire credentials for space %q: set spaces[%d].apiToken, or existingSecret (a Secret with the key %q)" $s.name $i $key) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) }}
+{{- fail "\n\nsignalwire-video-exporter: persistence.enabled needs replicaCount 1: a state file belongs to one process (and the volume is ReadWriteOnce)" }}
+{{- end }}
+{{- end }}
+
+{{/* The exporter's configuration file. The token is only referenced by path. */}}
+{{- define "signalwire-video-exporter.config" -}}
+{{- $spaces := list }}
+{{- range .Values.spaces }}
+{{- $s := dict "name" .name "project_id" (toString .projectId) "api_token_file" (printf "%s/%s" (include "signalwire-video-exporter.tokenDir" $) (include "signalwire-video-exporter.tokenKey" .)) }}
+{{- if .baseUrl }}
+{{- $_ := set $s "base_url" .baseUrl }}
+{{- else }}
+{{- $_ := set $s "space" .space }}
+{{- end }}
+{{- with .filters }}
+{{- $_ := set $s "filters" . }}
+{{- end }}
+{{- $spaces = append $spaces $s }}
+{{- end }}
+{{- $cfg := deepCopy (default dict .Values.config) }}
+{{- $state := deepCopy (default dict (index $cfg "state")) }}
+{{- if .Values.persistence.enabled }}
+{{- $_ := set $state "path" (include "signalwire-video-exporter.statePath" .) }}
+{{- else }}
+{{- $_ := unset $state "path" }}
+{{- end }}
+{{- $_ := set $cfg "state" $state }}
+{{- $_ := set $cfg "server" (dict "listen_address" "0.0.0.0:10092") }}
+{{- $_ := set $cfg "spaces" $spaces }}
+{{- toYaml $cfg }}
+{{- end }}
