@@ -1,0 +1,175 @@
+"""Alerting rules: ``promtool check rules`` / ``promtool test rules``, required labels and annotations,
+a README runbook section per alert, and the literals the chart's PrometheusRule template replaces."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "helm" / "signalwire-video-exporter"
+RULES = CHART / "files" / "alerts.rules.yaml"
+TEMPLATE = CHART / "templates" / "prometheusrule.yaml"
+UNIT_TESTS = sorted((ROOT / "tests" / "rules").glob("*.yaml"))
+
+# alert -> literal in its expr that templates/prometheusrule.yaml replaces with a chart value
+TEMPLATE_LITERALS = {
+    "SignalWireVideoExporterDown": 'job="signalwire-video-exporter"',
+    "SignalWireVideoTargetMissing": 'job="signalwire-video-exporter"',
+    "SignalWireVideoDataStale": " > 300",
+    "SignalWireVideoLongSession": " > 14400",
+    "SignalWireVideoCostPerHourHigh": " > 10",
+}
+REQUIRED_ALERTS = {
+    "SignalWireVideoExporterDown",
+    "SignalWireVideoTargetMissing",
+    "SignalWireVideoAPIUnauthorized",
+    "SignalWireVideoPollErrors",
+    "SignalWireVideoDataStale",
+    "SignalWireVideoLongSession",
+    "SignalWireVideoCostPerHourHigh",
+}
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is missing: .ci/run must install Debian's prometheus package")
+        pytest.skip(f"{name} not installed (apt-get install prometheus)")
+    return path
+
+
+def _rules() -> list[dict[str, Any]]:
+    doc = yaml.safe_load(RULES.read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def test_promtool_check_rules() -> None:
+    result = subprocess.run(
+        [_tool("promtool"), "check", "rules", str(RULES)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(_rules())} rules found" in result.stdout
+
+
+def test_promtool_unit_tests() -> None:
+    assert UNIT_TESTS
+    result = subprocess.run(
+        [_tool("promtool"), "test", "rules", *map(str, UNIT_TESTS)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_unit_tests_cover_every_alert_firing_and_not_firing() -> None:
+    firing: set[str] = set()
+    silent: set[str] = set()
+    for path in UNIT_TESTS:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (firing if check.get("exp_alerts") else silent).add(check["alertname"])
+    names = {rule["alert"] for rule in _rules()}
+    assert names - firing == set(), "alerts never tested firing"
+    assert names - silent == set(), "alerts never tested not firing"
+
+
+def test_every_rule_has_severity_summary_description() -> None:
+    rules = _rules()
+    assert {rule["alert"] for rule in rules} >= REQUIRED_ALERTS
+    for rule in rules:
+        assert "alert" in rule, f"recording rules are not expected here: {rule}"
+        assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
+        assert rule["annotations"]["summary"].strip(), rule["alert"]
+        assert rule["annotations"]["description"].strip(), rule["alert"]
+        assert rule["annotations"]["runbook"] == f"README.md#{rule['alert'].lower()}"
+
+
+def test_every_alert_has_a_readme_runbook_section() -> None:
+    headings = set(re.findall(r"^#### (\S+)\s*$", (ROOT / "README.md").read_text(), re.MULTILINE))
+    missing = {rule["alert"] for rule in _rules()} - headings
+    assert missing == set(), "README.md lacks a '#### <AlertName>' runbook section for these"
+
+
+def test_job_is_only_named_where_the_target_itself_is_checked() -> None:
+    for rule in _rules():
+        has_job = "job=" in rule["expr"]
+        assert has_job == (TEMPLATE_LITERALS.get(rule["alert"]) == 'job="signalwire-video-exporter"'), rule
+
+
+def test_template_literals_are_in_the_rules_and_the_template() -> None:
+    """The chart replaces these literals per alert: each must occur exactly once in that alert's expr."""
+    exprs = {rule["alert"]: rule["expr"] for rule in _rules()}
+    template = TEMPLATE.read_text()
+    for alert, literal in TEMPLATE_LITERALS.items():
+        assert exprs[alert].count(literal) == 1, (alert, literal)
+        assert alert in template or "signalwire-video-exporter" in literal
+        assert literal.replace('"', '\\"') in template or literal in template, literal
+
+
+def test_helm_template_renders_values(tmp_path: Path) -> None:
+    """With helm installed and the chart complete: render with custom values and check the result."""
+    helm = shutil.which("helm")
+    if helm is None or not (CHART / "Chart.yaml").exists():
+        pytest.skip("helm or Chart.yaml not available")
+    values = tmp_path / "values.yaml"
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "spaces": [{"name": "p", "space": "example", "projectId": "pid", "apiToken": "tok"}],
+                "prometheusRule": {
+                    "enabled": True,
+                    "jobLabel": "my-job",
+                    "namespace": "monitoring",
+                    "additionalLabels": {"release": "kube-prometheus-stack"},
+                    "thresholds": {
+                        "staleSeconds": 600,
+                        "longSessionSeconds": 7200,
+                        "costPerHourDollars": 2.5,
+                    },
+                    "forDurations": {"SignalWireVideoDataStale": "7m"},
+                },
+            }
+        )
+    )
+    result = subprocess.run(
+        [
+            helm,
+            "template",
+            "t",
+            str(CHART),
+            "--show-only",
+            "templates/prometheusrule.yaml",
+            "-f",
+            str(values),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    doc = yaml.safe_load(result.stdout)
+    assert doc["kind"] == "PrometheusRule" and doc["metadata"]["namespace"] == "monitoring"
+    assert doc["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    rules = {r["alert"]: r for g in doc["spec"]["groups"] for r in g["rules"]}
+    assert rules.keys() == {r["alert"] for r in _rules()}
+    assert rules["SignalWireVideoTargetMissing"]["expr"] == 'absent(up{job="my-job"})'
+    assert rules["SignalWireVideoDataStale"]["expr"].endswith(" > 600")
+    assert rules["SignalWireVideoDataStale"]["for"] == "7m"
+    assert rules["SignalWireVideoLongSession"]["expr"].endswith(" > 7200")
+    assert rules["SignalWireVideoCostPerHourHigh"]["expr"].endswith(" > 2.5")
+    assert "{{ $labels.space }}" in rules["SignalWireVideoLongSession"]["annotations"]["summary"]
+    plain = tmp_path / "rendered.rules.yaml"
+    plain.write_text(yaml.safe_dump({"groups": doc["spec"]["groups"]}))
+    check = subprocess.run([_tool("promtool"), "check", "rules", str(plain)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr

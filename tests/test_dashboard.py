@@ -1,0 +1,190 @@
+"""The Grafana dashboard against a real Prometheus: Debian's ``prometheus`` on 127.0.0.1 scrapes the
+exporter in demo mode (polling the simulator); every panel query, with the dashboard variables
+substituted, must parse and return at least one series through the Prometheus HTTP API."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD = ROOT / "helm" / "signalwire-video-exporter" / "files" / "dashboard.json"
+# Substitutions for the Grafana variables the panels use (short ranges: the test runs for seconds).
+VARIABLES = {"$__rate_interval": "30s", "${space}": "demo", "$space": "demo"}
+
+
+def _dashboard() -> dict[str, Any]:
+    return json.loads(DASHBOARD.read_text())  # type: ignore[no-any-return]
+
+
+def _targets(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    found = []
+    for panel in dashboard["panels"]:
+        for sub in [panel, *panel.get("panels", [])]:
+            for target in sub.get("targets", []):
+                found.append((f"{sub['title']} [{target['refId']}]", target["expr"]))
+    return found
+
+
+def substitute(expr: str) -> str:
+    for name, value in VARIABLES.items():
+        expr = expr.replace(name, value)
+    assert "$" not in expr, f"unsubstituted variable in {expr}"
+    return expr
+
+
+def test_dashboard_structure() -> None:
+    dash = _dashboard()
+    assert dash["schemaVersion"] >= 39
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    assert (
+        variables["datasource"]["type"] == "datasource" and variables["datasource"]["query"] == "prometheus"
+    )
+    space = variables["space"]
+    assert space["query"]["query"] == "label_values(signalwire_video_up, space)"
+    assert space["multi"] and space["includeAll"]
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dash["panels"]:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
+        for target in panel["targets"]:
+            assert '{space=~"$space"}' in target["expr"], panel["title"]
+    exprs = " ".join(expr for _, expr in _targets(dash))
+    for needed in (
+        "signalwire_video_room_sessions_active{",
+        "signalwire_video_room_sessions_active_max_members{",
+        "signalwire_video_room_sessions_completed_total{",
+        "signalwire_video_room_sessions_cost_dollars_total{",
+        "signalwire_video_room_session_duration_seconds_bucket{",
+        "signalwire_video_room_sessions_oldest_start_timestamp_seconds{",
+        "signalwire_video_up{",
+        "signalwire_video_poll_errors_total{",
+        "signalwire_video_api_request_duration_seconds_bucket{",
+        "signalwire_video_last_poll_success_timestamp_seconds{",
+    ):
+        assert needed in exprs, needed
+    assert re.search(r"\[1d\]", exprs) and re.search(r"\[1h\]", exprs)  # cost per day and per hour
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait(predicate: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if predicate():
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = shutil.which("prometheus")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("prometheus is missing: .ci/run must install Debian's prometheus package")
+        pytest.skip("prometheus not installed (apt-get install prometheus)")
+    tmp = tmp_path_factory.mktemp("prom")
+    exporter_port, prom_port = _free_port(), _free_port()
+    (tmp / "exporter.yaml").write_text(f'server: {{listen_address: "127.0.0.1:{exporter_port}"}}\n')
+    (tmp / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: signalwire-video-exporter\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+    )
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "exporter", "--demo", "--config", str(tmp / "exporter.yaml")],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=(tmp / "exporter.log").open("wb"),
+            )
+        )
+        procs.append(
+            subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={tmp / 'prometheus.yml'}",
+                    f"--storage.tsdb.path={tmp / 'data'}",
+                    f"--web.listen-address=127.0.0.1:{prom_port}",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=(tmp / "prometheus.log").open("wb"),
+            )
+        )
+        url = f"http://127.0.0.1:{prom_port}"
+
+        def enough_data() -> bool:
+            # two polls of the exporter (5 s apart) and a few scrapes: rate()/increase() have samples
+            result = query(url, "count_over_time(signalwire_video_up[1m]) >= 12")
+            return bool(result)
+
+        _wait(enough_data, 60, "Prometheus to scrape the exporter")
+        yield url
+    finally:
+        for proc in reversed(procs):
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def query(url: str, expr: str) -> list[dict[str, Any]]:
+    response = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10)
+    body = response.json()
+    assert response.status_code == 200 and body["status"] == "success", (expr, body)
+    return body["data"]["result"]  # type: ignore[no-any-return]
+
+
+def test_space_variable_query_finds_the_demo_space(prometheus: str) -> None:
+    response = httpx.get(
+        f"{prometheus}/api/v1/label/space/values", params={"match[]": "signalwire_video_up"}, timeout=10
+    )
+    assert response.json()["data"] == ["demo"]
+
+
+def test_every_panel_query_returns_series(prometheus: str) -> None:
+    empty = [title for title, expr in _targets(_dashboard()) if not query(prometheus, substitute(expr))]
+    assert empty == []
+    # the "All" value of the space variable works too
+    all_spaces = {**VARIABLES, "$space": ".*", "${space}": ".*"}
+    for _title, expr in _targets(_dashboard()):
+        for name, value in all_spaces.items():
+            expr = expr.replace(name, value)
+        assert query(prometheus, expr)
+
+
+def test_live_values_are_plausible(prometheus: str) -> None:
+    active = query(prometheus, 'sum(signalwire_video_room_sessions_active{space="demo"})')
+    assert float(active[0]["value"][1]) > 0
+    up = query(prometheus, 'signalwire_video_up{space="demo"}')
+    assert up[0]["value"][1] == "1"
+    age = query(prometheus, 'time() - signalwire_video_last_poll_success_timestamp_seconds{space="demo"}')
+    assert 0 <= float(age[0]["value"][1]) < 30
