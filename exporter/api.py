@@ -241,8 +241,8 @@ class ApiClient:
         started = time.monotonic()
         try:
             with self._http.stream("GET", url, timeout=timeout) as response:
-                body = _read_capped(response)
-        except httpx.TimeoutException:
+                body = _read_capped(response, started + timeout)
+        except (httpx.TimeoutException, _DeadlineExceeded):
             self.stats.observe(endpoint, "error", time.monotonic() - started)
             return ApiError("timeout", f"{endpoint} request timed out after {timeout:.1f}s"), None
         except (httpx.InvalidURL, _BodyTooLarge) as exc:
@@ -272,11 +272,30 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _read_capped(response: httpx.Response) -> bytes:
+class _DeadlineExceeded(Exception):
+    pass
+
+
+def _read_capped(response: httpx.Response, deadline: float) -> bytes:
+    """The body, at most MAX_BODY_BYTES of it, read completely before ``deadline`` (monotonic).
+
+    httpx's read timeout applies to each socket read, so a body dripping in slowly could
+    outlive it many times over: the time left is checked between chunks, and each next read
+    waits at most that long (httpcore reads the request's timeout dict on every read).
+    """
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise _BodyTooLarge(f"response body of {length} bytes is larger than {MAX_BODY_BYTES} bytes")
+    timeouts = response.request.extensions.get("timeout")
     chunks, size = [], 0
     for chunk in response.iter_bytes():
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise _BodyTooLarge(f"response body larger than {MAX_BODY_BYTES} bytes")
         chunks.append(chunk)
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _DeadlineExceeded("the response body took longer than the request timeout")
+        if isinstance(timeouts, dict) and timeouts.get("read") is not None:
+            timeouts["read"] = min(timeouts["read"], remaining)
     return b"".join(chunks)

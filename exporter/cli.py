@@ -26,13 +26,14 @@ from prometheus_client import (
 
 from . import __version__
 from .collector import SessionCollector
-from .config import LOG_LEVELS, Config, ConfigError, SpaceConfig, load_config
+from .config import LOG_LEVELS, Config, ConfigError, SpaceConfig, load_config, readable_by_others
 from .logs import setup_logging
 from .poller import Snapshots, SpacePoller, SpaceSnapshot
 from .server import MetricsServer, make_app
 from .simulator import SimulatedSpace
 from .state import Accounting
 from .statefile import StateFile, check_state_path
+from .webconfig import WebConfig, load_web_config, wrap_app
 
 log = logging.getLogger("exporter")
 
@@ -56,6 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--check-config", action="store_true", help="validate the configuration and exit")
     parser.add_argument("--log-level", choices=LOG_LEVELS, help="override logging.level")
     parser.add_argument("--state-file", metavar="PATH", help="override state.path (restart-proof counters)")
+    parser.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="web configuration (TLS, basic auth, headers) in the Prometheus exporter-toolkit format; "
+        "overrides server.web_config_file",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser.parse_args(argv)
 
@@ -74,11 +82,17 @@ def main(argv: list[str] | None = None) -> int:
         problem = config.state_path and check_state_path(config.state_path)
         if problem:
             raise ConfigError([f"state.path: {problem}"])
+        if args.web_config_file:
+            config = replace(config, web_config_file=args.web_config_file)
+        web = load_web_config(config.web_config_file) if config.web_config_file else WebConfig()
     except ConfigError as exc:
         for error in exc.errors:
             print(f"config error: {error}", file=sys.stderr)
         return 2
+    warnings = _permission_warnings(config, web)
     if args.check_config:
+        for warning in warnings:
+            print(f"config warning: {warning}", file=sys.stderr)
         names = ", ".join(s.name for s in config.spaces) or "none (demo)"
         print(f"config OK: {len(config.spaces)} space(s): {names}")
         return 0
@@ -95,10 +109,30 @@ def main(argv: list[str] | None = None) -> int:
                 demo.base_url,
                 DEMO_INTERVAL,
             )
-        return run_once(config) if args.once else serve(config)
+        if args.once:
+            _warn(warnings)
+            return run_once(config)
+        return serve(config, web, warnings)
     finally:
         if demo is not None:
             demo.stop()
+
+
+def _permission_warnings(config: Config, web: WebConfig) -> list[str]:
+    """Secret-holding files that group or other may read."""
+    files = list(dict.fromkeys(config.secret_files))
+    if web.path and web.users:
+        files.append(web.path)
+    return [
+        f"{path} holds secrets but is readable by group or others (chmod 600 it)"
+        for path in files
+        if readable_by_others(path)
+    ]
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        log.warning("%s", warning)
 
 
 def _build(config: Config, stop: threading.Event) -> tuple[Snapshots, list[SpacePoller], SessionCollector]:
@@ -149,7 +183,7 @@ def run_once(config: Config) -> int:
     return 0 if all(results.get(p.space.name, False) for p in pollers) else 1
 
 
-def serve(config: Config) -> int:
+def serve(config: Config, web: WebConfig | None = None, warnings: list[str] | None = None) -> int:
     """Serve /metrics and poll every space in the background until SIGTERM or SIGINT."""
     stop = threading.Event()
     snapshots, pollers, collector = _build(config, stop)
@@ -158,7 +192,10 @@ def serve(config: Config) -> int:
         registry.register(extra)
     host, port = config.listen_host_port
     try:
-        server = MetricsServer(host, port, make_app(registry, snapshots.ready))
+        web = web or WebConfig()
+        app = wrap_app(make_app(registry, snapshots.ready), web)
+        sans = web.tls.client_allowed_sans if web.tls else ()
+        server = MetricsServer(host, port, app, web.ssl_context, sans)
     except OSError as exc:
         log.error("cannot listen on %s: %s", config.listen_address, exc.strerror or exc)
         return 1
@@ -171,13 +208,15 @@ def serve(config: Config) -> int:
     signal.signal(signal.SIGINT, on_signal)
     server.start()
     log.info(
-        "signalwire-video-exporter %s listening on %s:%d, polling %d space(s) every %gs",
+        "signalwire-video-exporter %s listening on %s://%s:%d, polling %d space(s) every %gs",
         __version__,
+        "https" if web.ssl_context else "http",
         host or "0.0.0.0",
         server.port,
         len(pollers),
         config.poll.interval,
     )
+    _warn(warnings or [])  # once listening: a bad listen address stays the only message
     threads = [threading.Thread(target=p.run, name=f"poll-{p.space.name}", daemon=True) for p in pollers]
     for thread in threads:
         thread.start()

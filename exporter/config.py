@@ -11,7 +11,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -84,6 +84,10 @@ class Config:
     rooms_max: int = 50
     log_level: str = "info"
     log_format: str = "text"
+    web_config_file: str | None = None
+    # Files holding secrets (the config file with an inline api_token, api_token_file paths),
+    # checked for group/other read permission at start.
+    secret_files: tuple[str, ...] = ()
 
     @property
     def listen_host_port(self) -> tuple[str, int]:
@@ -317,7 +321,7 @@ def parse_config(raw: object, env: Mapping[str, str] | None = None, need_spaces:
     errors: list[str] = []
     raw = _expand_env(raw, "", os.environ if env is None else env, errors)
     top = _Reader(raw, "", errors, ("server", "poll", "spaces", "state", "metrics", "logging"))
-    server = _Reader(top.data.get("server"), "server", errors, ("listen_address",))
+    server = _Reader(top.data.get("server"), "server", errors, ("listen_address", "web_config_file"))
     p = _Reader(
         top.data.get("poll"),
         "poll",
@@ -361,6 +365,14 @@ def parse_config(raw: object, env: Mapping[str, str] | None = None, need_spaces:
         rooms_max=rooms.get("max", _int_range(1, 10_000), 50),
         log_level=logs.get("level", _choice(*LOG_LEVELS), "info"),
         log_format=logs.get("format", _choice(*LOG_FORMATS), "text"),
+        web_config_file=server.get("web_config_file", _optional_text, None),
+        secret_files=tuple(
+            str(s["api_token_file"])
+            for s in raw_spaces or ()
+            if isinstance(raw_spaces, list)
+            and isinstance(s, Mapping)
+            and isinstance(s.get("api_token_file"), str)
+        ),
     )
     if errors:
         raise ConfigError(errors)
@@ -405,4 +417,20 @@ def load_config(path: str | None, env: Mapping[str, str] | None = None, need_spa
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
-    return parse_config(raw if raw is not None else {}, env, need_spaces)
+    config = parse_config(raw if raw is not None else {}, env, need_spaces)
+    if _has_inline_token(raw):
+        config = replace(config, secret_files=(path, *config.secret_files))
+    return config
+
+
+def _has_inline_token(raw: object) -> bool:
+    spaces = raw.get("spaces") if isinstance(raw, Mapping) else None
+    return isinstance(spaces, list) and any(isinstance(s, Mapping) and s.get("api_token") for s in spaces)
+
+
+def readable_by_others(path: str) -> bool:
+    """Whether group or other may read ``path`` (False when it cannot be examined)."""
+    try:
+        return bool(os.stat(path).st_mode & 0o044)
+    except OSError:
+        return False

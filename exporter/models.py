@@ -90,6 +90,9 @@ class RoomSession(msgspec.Struct, frozen=True):
 
     def invalid_reason(self) -> str | None:
         """Why the numbers of this record cannot be counted, or None when they can."""
+        start, end = self.start_ts, _epoch(self.end_time)
+        if start is not None and end is not None and end < start:
+            return "invalid_times"
         cost = self.cost_in_dollars
         if cost is not None and (not math.isfinite(cost) or cost < 0):
             return "invalid_cost"

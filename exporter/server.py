@@ -6,7 +6,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,6 +19,9 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer
 
 from . import __version__
+from .webconfig import HANDSHAKE_TIMEOUT, san_allowed
+
+log = logging.getLogger("exporter.server")
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
@@ -68,17 +74,53 @@ def _reply(
     return [body]
 
 
-class _ThreadingWSGIServer6(ThreadingWSGIServer):
+class _TLSServer(ThreadingWSGIServer):
+    """Optionally TLS: the handshake runs in the request's own thread, so a slow or silent client
+    never blocks accepting other connections."""
+
+    ssl_context: ssl.SSLContext | None = None
+    allowed_sans: tuple[str, ...] = ()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if self.ssl_context is None:
+            super().finish_request(request, client_address)
+            return
+        try:
+            request.settimeout(HANDSHAKE_TIMEOUT)
+            conn = self.ssl_context.wrap_socket(request, server_side=True)
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("TLS handshake with %s failed: %s", client_address[0], exc)
+            return
+        try:
+            if not san_allowed(conn.getpeercert(), self.allowed_sans):
+                log.debug("client certificate of %s has no allowed SAN", client_address[0])
+                return
+            conn.settimeout(None)
+            super().finish_request(conn, client_address)
+        finally:
+            with contextlib.suppress(OSError):
+                conn.close()
+
+
+class _TLSServer6(_TLSServer):
     address_family = socket.AF_INET6
 
 
 class MetricsServer:
-    """Serves the app on ``host:port`` in a daemon thread until :meth:`stop`."""
+    """Serves the app on ``host:port`` in a daemon thread until :meth:`stop`; HTTPS with a context."""
 
     def __init__(
-        self, host: str, port: int, app: Callable[[Environ, StartResponse], Iterable[bytes]]
+        self,
+        host: str,
+        port: int,
+        app: Callable[[Environ, StartResponse], Iterable[bytes]],
+        ssl_context: ssl.SSLContext | None = None,
+        allowed_sans: tuple[str, ...] = (),
     ) -> None:
-        server_class = _ThreadingWSGIServer6 if ":" in host else ThreadingWSGIServer
+        base = _TLSServer6 if ":" in host else _TLSServer
+        server_class = type(
+            base.__name__, (base,), {"ssl_context": ssl_context, "allowed_sans": allowed_sans}
+        )
         self.httpd: WSGIServer = make_server(
             host or "0.0.0.0", port, app, server_class=server_class, handler_class=_QuietHandler
         )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import base64
 import json
 import random
+import socket
+import struct
 import threading
 import time
 import uuid
@@ -60,10 +62,15 @@ class RecordedRequest:
     headers: dict[str, str]
 
 
+FaultKind = Literal["respond", "reset", "truncate", "drip"]
+
+
 class _Response(NamedTuple):
     status: int
     body: bytes
     headers: dict[str, str]
+    kind: FaultKind = "respond"  # how it is delivered; see SimulatedSpace.fail_next
+    delay: float = 0.0  # drip: seconds between two bytes of the body
 
 
 class _Row(NamedTuple):
@@ -229,16 +236,36 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server is not self.space._server:  # stopped: drop kept-alive connections
             self.close_connection = True
             return
-        response = self.space._respond(self.command, self.path, self.headers)
+        self.space._enter()
+        try:
+            self._answer(self.space._respond(self.command, self.path, self.headers))
+        finally:
+            self.space._leave()
+
+    def _answer(self, response: _Response) -> None:
+        if response.kind == "reset":  # close with RST, no response at all
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
         self.send_response(response.status)
         self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(response.body)))
+        extra = len(response.body) + 1 if response.kind == "truncate" else 0  # promise more
+        self.send_header("Content-Length", str(len(response.body) + extra))
         for name, value in response.headers.items():
             self.send_header(name, value)
         try:
             self.end_headers()
-            self.wfile.write(response.body)
+            if response.kind == "drip":
+                for i in range(len(response.body)):
+                    self.wfile.write(response.body[i : i + 1])
+                    self.wfile.flush()
+                    if self.space._stopping.wait(response.delay):
+                        break
+            else:
+                self.wfile.write(response.body)
         except (BrokenPipeError, ConnectionResetError):  # the client went away (or was killed)
+            self.close_connection = True
+        if response.kind == "truncate":
             self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -277,6 +304,8 @@ class SimulatedSpace:
         self.next_link_hook: Callable[[str], str | None] | None = None
         self.requests: list[RecordedRequest] = []
         self.latency: float = 0.0  # seconds each request waits, once recorded, before its answer
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0  # the most ever answered at once
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -297,6 +326,11 @@ class SimulatedSpace:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        self.stop_traffic()
+
+    def stop_traffic(self) -> None:
+        """Stop ``run_traffic``; the server goes on serving the sessions as they are."""
+        self._stopping.set()
         if self._traffic is not None:
             self._traffic.join()
             self._traffic = None
@@ -372,6 +406,11 @@ class SimulatedSpace:
             session.duration = default if duration is None else duration
             session.cost = cost_in_dollars
 
+    def reopen_session(self, session_id: str) -> None:
+        """Put a completed session back in progress (an API that flips its status back)."""
+        with self._lock:
+            self._sessions[session_id].end_time = None
+
     def delete_session(self, session_id: str) -> None:
         """Remove a session: absent from lists and 404 on GET."""
         with self._lock:
@@ -404,12 +443,35 @@ class SimulatedSpace:
         headers: dict[str, str] | None = None,
         times: int = 1,
         endpoint: Endpoint | None = None,
+        kind: FaultKind = "respond",
+        delay: float = 0.1,
     ) -> None:
-        """Answer the next ``times`` matching requests with this response, before even auth."""
+        """Answer the next ``times`` matching requests with this response, before even auth.
+
+        ``kind`` is how it is delivered: ``respond`` normally; ``reset`` closes the connection
+        without any response (TCP RST); ``truncate`` announces one byte more than the body
+        (Content-Length) and closes after the body; ``drip`` sends the body one byte every
+        ``delay`` seconds.
+        """
         payload = _default_fault_body(status) if body is None else body
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        response = _Response(status, data, headers or {}, kind, delay)
         with self._lock:
-            self._faults.append(_Fault(_Response(status, data, headers or {}), times, endpoint))
+            self._faults.append(_Fault(response, times, endpoint))
+
+    def clear_faults(self) -> None:
+        """Forget every fault not yet served."""
+        with self._lock:
+            self._faults.clear()
+
+    def _enter(self) -> None:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def _leave(self) -> None:
+        with self._lock:
+            self.in_flight -= 1
 
     # --- HTTP ------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ SKIP_REASONS = (
     "invalid_cost",
     "invalid_duration",
     "invalid_max_members",
+    "invalid_times",
     "missing_duration",
 )
 KEYS: tuple[Key, ...] = tuple((q, f) for q in QUALITY_LABELS for f in FPS_LABELS)
@@ -149,7 +150,8 @@ class _Pass:
     def count(self, session: RoomSession) -> None:
         """Count one completed session unless already counted or out of scope."""
         sid = session.id
-        if sid in self.counted:
+        if sid in self.counted:  # a later end (it went back in progress) is remembered longer
+            self.counted[sid] = max(self.counted[sid], session.end_ts)
             return
         seen = sid in self.acc.tracked or sid in self.seen_in_progress
         if not (seen or session.end_ts > self.acc.watermark(self.settings.lookback)):
@@ -227,7 +229,9 @@ def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accoun
         totals=Totals(work.completed, work.cost, work.durations, work.room_cost, work.skipped),
     )
     watermark = new.watermark(settings.lookback)
-    counted = {sid: ended for sid, ended in work.counted.items() if ended > watermark}
+    # A counted session listed in progress again (the API flipped it back) stays remembered
+    # while it is tracked, however long that takes: it must never be counted twice.
+    counted = {sid: ended for sid, ended in work.counted.items() if ended > watermark or sid in new.tracked}
     return replace(new, counted=counted), activity
 
 

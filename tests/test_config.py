@@ -48,6 +48,7 @@ def test_example_config_is_valid_and_documents_every_default() -> None:
     assert config.poll.interval == 30 and config.poll.timeout == 10 and config.poll.lookback == 3600
     assert config.poll.page_size == 1000 and config.poll.max_pages == 1000
     assert config.listen_address == "0.0.0.0:10092"
+    assert config.web_config_file is None
     assert config.duration_buckets == DEFAULT_BUCKETS
     assert (config.rooms_enabled, config.rooms_max) == (False, 50)
     assert (config.state_path, config.max_backfill) == (None, 86400)
@@ -154,3 +155,17 @@ def test_check_config_cli_exit_codes_and_no_traceback() -> None:
     good = _cli("--check-config", "--config", str(ROOT / "config.example.yaml"), env=env)
     assert good.returncode == 0, good.stderr
     assert good.stdout == "config OK: 1 space(s): production\n"
+
+
+def test_secret_files_are_the_config_with_inline_tokens_and_token_files(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("t")
+    inline = tmp_path / "inline.yaml"
+    inline.write_text(
+        "server: {web_config_file: web.yml}\nspaces: [{name: a, space: acme, project_id: p, api_token: t}]\n"
+    )
+    by_file = tmp_path / "by_file.yaml"
+    by_file.write_text(f"spaces: [{{name: a, space: acme, project_id: p, api_token_file: {token}}}]\n")
+    config = load_config(str(inline), env={})
+    assert config.secret_files == (str(inline),) and config.web_config_file == "web.yml"
+    assert load_config(str(by_file), env={}).secret_files == (str(token),)

@@ -385,3 +385,16 @@ def test_stop_is_idempotent_and_drops_kept_alive_connections(
         client.get(LIST + "/" + session)
     with pytest.raises(RuntimeError):
         _ = space.base_url
+
+
+def test_stop_traffic_freezes_the_sessions_and_keeps_serving() -> None:
+    with SimulatedSpace(seed=4) as space:
+        space.run_traffic(tick=0.01, target_active=8, mean_duration=0.2)
+        time.sleep(0.2)
+        space.stop_traffic()
+        frozen = space.sessions()
+        time.sleep(0.2)
+        assert [r["id"] for r in space.sessions()] == [r["id"] for r in frozen]
+        with httpx.Client(base_url=space.base_url, auth=("demo-project", "demo-token")) as c:
+            assert c.get(LIST, params={"status": "completed"}).status_code == 200
+        space.run_traffic(tick=0.01, target_active=8, mean_duration=0.2)  # can start again
