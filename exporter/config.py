@@ -402,14 +402,13 @@ def config_from_env(env: Mapping[str, str] | None = None) -> Config:
     return parse_config({"spaces": [space]}, env={})
 
 
-def load_config(path: str | None, env: Mapping[str, str] | None = None, need_spaces: bool = True) -> Config:
-    """Load ``path`` (YAML), or the environment when ``path`` is None."""
-    if path is None:
-        return config_from_env(env) if need_spaces else Config(spaces=())
+def read_yaml(path: str, what: str) -> object:
+    """The YAML document in ``path`` ({} when empty); unreadable or invalid: ConfigError."""
     try:
         text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read config file: {exc.strerror}"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ConfigError([f"{path}: cannot read {what}: {reason}"]) from None
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -417,7 +416,15 @@ def load_config(path: str | None, env: Mapping[str, str] | None = None, need_spa
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
         problem = getattr(exc, "problem", None) or "invalid YAML"
         raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
-    config = parse_config(raw if raw is not None else {}, env, need_spaces)
+    return raw if raw is not None else {}
+
+
+def load_config(path: str | None, env: Mapping[str, str] | None = None, need_spaces: bool = True) -> Config:
+    """Load ``path`` (YAML), or the environment when ``path`` is None."""
+    if path is None:
+        return config_from_env(env) if need_spaces else Config(spaces=())
+    raw = read_yaml(path, "config file")
+    config = parse_config(raw, env, need_spaces)
     if _has_inline_token(raw):
         config = replace(config, secret_files=(path, *config.secret_files))
     return config

@@ -29,9 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import bcrypt
-import yaml
 
-from .config import ConfigError
+from .config import ConfigError, read_yaml
 
 log = logging.getLogger("exporter.web")
 
@@ -309,20 +308,7 @@ def parse_web_config(raw: object, path: str | None = None, base: Path | None = N
 
 def load_web_config(path: str) -> WebConfig:
     """Read and validate ``path``; every error is prefixed with the file name."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise ConfigError([f"{path}: cannot read web config file: {reason}"]) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        raise ConfigError(
-            [f"{path}: invalid YAML{where}: {getattr(exc, 'problem', None) or 'invalid YAML'}"]
-        ) from None
-    return parse_web_config(raw if raw is not None else {}, path, Path(path).resolve().parent)
+    return parse_web_config(read_yaml(path, "web config file"), path, Path(path).resolve().parent)
 
 
 def build_ssl_context(tls: TLSSettings) -> ssl.SSLContext:
