@@ -65,7 +65,7 @@ class PollConfig:
 
     interval: float = 30.0
     timeout: float = 10.0
-    lookback: float = 3600.0
+    lookback: float = 300.0
     page_size: int = 1000
     max_pages: int = 1000
 

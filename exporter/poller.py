@@ -1,9 +1,10 @@
 """Polling: one background loop per space, each poll applied atomically to an immutable snapshot.
 
 A poll lists every in-progress session (all pages), walks the completed listing back to the
-accounting horizon, and asks ``GET /room_sessions/{id}`` about tracked sessions that are in
-neither. Only a complete poll changes counters or gauges; a failed one keeps the last good
-values and publishes ``up=0``. Scrapes read the latest snapshot and never wait for a poll.
+accounting horizon (further while it keeps finding sessions that left the in-progress listing),
+and asks ``GET /room_sessions/{id}`` about tracked sessions that are in neither. Only a complete
+poll changes counters or gauges; a failed one keeps the last good values and publishes ``up=0``.
+Scrapes read the latest snapshot and never wait for a poll.
 """
 
 from __future__ import annotations
@@ -157,26 +158,35 @@ class SpacePoller:
         malformed: list[tuple[str | None, str]],
         room_of: RoomSession | None = None,
         wanted: str | None = None,
+        follow: Mapping[str, float] | None = None,
     ) -> dict[str, RoomSession]:
         """Completed sessions, newest first, until one created before ``until`` (or ``wanted``).
 
-        With ``room_of``, only that session's room: by ``room_id``, else by room name.
+        With ``room_of``, only that session's room: by ``room_id``, else by room name. Past
+        ``until`` the walk goes on while each page holds some of ``follow`` (vanished tracked
+        sessions: id -> created) and some of them lie further back: a page costs one request,
+        each session it finds would otherwise cost two (GET, then its room's listing).
         """
         completed: dict[str, RoomSession] = {}
         if room_of is not None and not (room_of.room_id or room_of.name):
             return completed
         room = (room_of.room_id, None if room_of.room_id else room_of.name) if room_of else (None, None)
+        follow = follow or {}
         newest_first, previous_created = True, float("inf")
         for sessions, bad in self.client.list_sessions(COMPLETED, deadline, *room):
             malformed.extend((sid, COMPLETED) for sid in bad)
+            found = False
             for s in sessions:
                 completed[s.id] = s
+                found = found or s.id in follow
                 newest_first = newest_first and s.created_ts <= previous_created
                 previous_created = s.created_ts
             if wanted in completed:
                 break
             if newest_first and sessions and sessions[-1].created_ts < until:
-                break  # newest-first order verified so far: the rest is older than needed
+                oldest = sessions[-1].created_ts
+                if not (found and any(c < oldest for sid, c in follow.items() if sid not in completed)):
+                    break  # newest-first order verified so far: the rest is older than needed
         if not newest_first and not self._order_warned:
             self._order_warned = True
             log.warning(
@@ -197,11 +207,13 @@ class SpacePoller:
         listed = in_progress.keys() | {sid for sid, _ in malformed}
         vanished = {sid: c for sid, c in acc.tracked.items() if sid not in listed}
         # Read back to the horizon, but not past the backfill limit (plus lookback), so that a
-        # poll after a long outage still fits its interval. A vanished session that the walk
-        # does not reach (a long one) is looked up by id, then in its room's listing, below.
+        # poll after a long outage still fits its interval; further only while pages keep
+        # finding vanished sessions. One the walk does not reach (a long session) is looked up
+        # by id, then in its room's listing, below.
         lookback = self.config.poll.lookback
         floor = started - self.settings.max_backfill - lookback
-        completed = self._walk(deadline, max(floor, acc.horizon(lookback)), malformed)
+        follow = {sid: created for sid, created in vanished.items() if created >= floor}
+        completed = self._walk(deadline, max(floor, acc.horizon(lookback)), malformed, follow=follow)
 
         fetched: dict[str, RoomSession | None] = {}
         for sid in vanished.keys() - completed.keys():

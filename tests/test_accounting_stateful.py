@@ -22,8 +22,8 @@ the first successful poll saw it). Regression tests at the end of this file repl
 poller against the simulated API, the two bugs this machine found (both fixed).
 
 The observation is modelled on ``SpacePoller._observe`` (``walk_until = max(floor, horizon)``, floor
-= ``started - max_backfill - lookback``; vanished sessions the walk misses go through GET and their
-room's listing): keep ``observe`` below in step with it.
+= ``started - max_backfill - lookback``, further while pages find vanished sessions; those the walk
+misses go through GET and their room's listing): keep ``observe`` below in step with it.
 """
 
 from __future__ import annotations
@@ -285,12 +285,15 @@ class AccountingMachine(RuleBasedStateMachine):
         )
         skipped_completed = {s.id for i, s in enumerate(rows) if miss_completed >> (i % 16) & 1}
         rows = [s for s in rows if s.id not in skipped_completed]
+        follow = {sid: created for sid, created in vanished.items() if created >= floor}
         completed: dict[str, RoomSession] = {}
         for first in range(0, len(rows), page_size):
             page = [s.record(self.now) for s in rows[first : first + page_size]]
             completed.update((s.id, s) for s in page)
-            if page[-1].created_ts < walk_until:
-                break  # newest first: the rest is older than needed
+            oldest = page[-1].created_ts
+            further = [c for sid, c in follow.items() if sid not in completed and c < oldest]
+            if oldest < walk_until and not (further and any(s.id in follow for s in page)):
+                break  # newest first: the rest is older than needed (and finds no vanished session)
         if fail == "completed":
             raise PollFailed
 

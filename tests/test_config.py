@@ -45,7 +45,7 @@ def test_example_config_is_valid_and_documents_every_default() -> None:
     assert config.spaces[0].project_id == "pid"
     assert config.spaces[0].api_token == "tok"
     assert config.spaces[0].base_url == "https://example.signalwire.com"
-    assert config.poll.interval == 30 and config.poll.timeout == 10 and config.poll.lookback == 3600
+    assert config.poll.interval == 30 and config.poll.timeout == 10 and config.poll.lookback == 300
     assert config.poll.page_size == 1000 and config.poll.max_pages == 1000
     assert config.listen_address == "0.0.0.0:10092"
     assert config.web_config_file is None

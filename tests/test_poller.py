@@ -267,3 +267,22 @@ def test_long_session_ending_is_found_through_its_room_without_walking_back(sim:
     assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
     assert exporter.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 7.5
     assert len(sim.requests) - before <= 6  # in-progress, a page or two of completed, GET, room page
+
+
+def test_long_sessions_ending_in_order_are_found_by_the_walk_without_lookups(sim: SimulatedSpace) -> None:
+    """Pages that keep finding vanished sessions are cheaper than two lookups per session."""
+    now = time.time()
+    for i in range(6):  # completed before counting started: pages a deeper walk would read
+        done = sim.add_session(name=f"old{i}", created_at=now - 9000 + i)
+        sim.complete_session(done, cost_in_dollars=0.01, end_time=now - 8000)
+    long = [sim.add_session(name=f"long{i}", created_at=now - 7200 + i) for i in range(12)]
+    exporter = Exporter(sim, page_size=5, lookback=5.0, interval=5.0)
+    assert exporter.poll()
+    for sid in long[:10]:  # the ten oldest end: the newest completed sessions, two full pages
+        sim.complete_session(sid, cost_in_dollars=0.5)
+    before = len(sim.requests)
+    assert exporter.poll()
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 10
+    assert exporter.value("signalwire_video_room_sessions_active", **qf("720p", "30")) == 2
+    made = sim.requests[before:]
+    assert [r.query.get("status") for r in made] == ["in-progress", "completed", "completed"]
