@@ -151,6 +151,17 @@ def test_cross_host_next_link_is_refused_and_never_contacted(sim: SimulatedSpace
         assert elsewhere.requests == []
 
 
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_redirects_are_not_followed_so_credentials_stay_home(sim: SimulatedSpace, status: int) -> None:
+    with SimulatedSpace(PROJECT, TOKEN) as elsewhere:
+        sim.fail_next(status, headers={"Location": f"{elsewhere.base_url}/api/video/room_sessions"})
+        with pytest.raises(ApiError) as info:
+            _all(_client(sim))
+        assert elsewhere.requests == []
+    assert info.value.reason == "invalid_response"
+    assert len(sim.requests) == 1  # not retried either
+
+
 def test_garbage_next_link_is_refused(sim: SimulatedSpace) -> None:
     for _ in range(2):
         sim.add_session()
