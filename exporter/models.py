@@ -90,8 +90,8 @@ class RoomSession(msgspec.Struct, frozen=True):
 
     def invalid_reason(self) -> str | None:
         """Why the numbers of this record cannot be counted, or None when they can."""
-        start, end = self.start_ts, _epoch(self.end_time)
-        if start is not None and end is not None and end < start:
+        end = _epoch(self.end_time)
+        if end is not None and (start := self.start_ts) is not None and end < start:
             return "invalid_times"
         cost = self.cost_in_dollars
         if cost is not None and (not math.isfinite(cost) or cost < 0):

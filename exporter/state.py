@@ -137,14 +137,14 @@ class _Pass:
         self.room_cost = dict(acc.totals.room_cost)
         self.skipped = dict(acc.totals.skipped)
         self.counted = dict(acc.counted)
-        self.rooms = list(acc.rooms)
+        self.rooms = dict.fromkeys(acc.rooms)  # ordered, with O(1) lookups
 
     def room(self, session: RoomSession) -> str:
         name = session.name
         if name is None:
             return OTHER_ROOM
         if name not in self.rooms and len(self.rooms) < self.settings.rooms_max:
-            self.rooms.append(name)
+            self.rooms[name] = None
         return name if name in self.rooms else OTHER_ROOM
 
     def count(self, session: RoomSession) -> None:
@@ -240,7 +240,9 @@ def _activity(sessions: Iterable[RoomSession], work: _Pass, settings: Settings) 
     members: dict[Key, int] = {}
     rooms: dict[str, int] = {}
     oldest: float | None = None
-    for session in sorted(sessions, key=lambda s: (s.created_ts, s.id)):
+    if settings.rooms_enabled:  # new rooms get their slots in creation order
+        sessions = sorted(sessions, key=lambda s: (s.created_ts, s.id))
+    for session in sessions:
         if session.invalid_reason():
             continue
         key = (session.quality_label, session.fps_label)
