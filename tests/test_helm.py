@@ -7,7 +7,11 @@
   not ship: they are explicitly skipped there and checked by the assertions below instead;
 * assertions on the rendered objects (security context, probes, secret wiring, persistence,
   opt-ins off by default), and the rendered exporter configuration accepted by the exporter itself;
-* the default values, which have no credentials, fail with a clear message.
+* the default values, which have no credentials, fail with a clear message;
+* the web config (``webConfig``): its Secret, mount and ``--web.config.file`` argument, the probes
+  (HTTPS, or tcpSocket with mutual TLS), the ServiceMonitor's scheme and credentials, the schema,
+  and the rendered web config accepted by the exporter and by ``promtool check web-config`` once the
+  files are laid out as the pod's projected volume would hold them.
 
 Helm comes from ``shared/tools/install-helm`` (beside the checkout). Without Helm, or without
 ``kubernetes-validate``, the tests are skipped, unless ``CI`` is set: then they fail.
@@ -16,8 +20,10 @@ Helm comes from ``shared/tools/install-helm`` (beside the checkout). Without Hel
 from __future__ import annotations
 
 import base64
+import datetime
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -25,8 +31,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from exporter.config import parse_config
+from exporter.webconfig import load_web_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -497,3 +511,526 @@ def test_notes_render(helm: str, chart: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert f"port-forward service/{FULLNAME} 10092:10092" in proc.stdout
     assert "Persistence is disabled" in proc.stdout
+
+
+def test_chart_config_defaults_are_the_exporter_defaults(default_docs: list[Doc]) -> None:
+    """values.yaml's `config` spells out the exporter's defaults: rendered, it changes nothing."""
+    spaces = [{"name": "p", "space": "x", "project_id": "a", "api_token": "t"}]
+    rendered = _config(default_docs)
+    assert rendered["poll"]["lookback"] == "5m"
+    assert parse_config({**rendered, "spaces": spaces}) == parse_config({"spaces": spaces})
+
+
+# --- web config (--web.config.file) --------------------------------------------------------------
+
+CONFIG_DIR = "/etc/signalwire-video-exporter"
+WEB_CONFIG_PATH = f"{CONFIG_DIR}/web-config.yml"
+WEB_SECRET = f"{FULLNAME}-web-config"
+TLS_SECRET = "exporter-tls"
+PASSWORD = "correct horse battery staple"
+HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
+TLS_WEB_CONFIG: Doc = {
+    "tls_server_config": {"cert_file": "tls/tls.crt", "key_file": "tls/tls.key", "min_version": "TLS12"},
+    "basic_auth_users": {"prometheus": HASH},
+    "http_server_config": {"headers": {"X-Content-Type-Options": "nosniff"}},
+}
+MTLS_WEB_CONFIG: Doc = {
+    "tls_server_config": {
+        "cert_file": f"{CONFIG_DIR}/tls/tls.crt",  # absolute names work as well as relative ones
+        "key_file": "tls/tls.key",
+        "client_auth_type": "RequireAndVerifyClientCert",
+        "client_ca_file": "tls/ca.crt",
+    },
+}
+SCRAPE_AUTH = {
+    "username": {"name": "scrape-credentials", "key": "username"},
+    "password": {"name": "scrape-credentials", "key": "password"},
+}
+
+
+def _with_web(web: Doc, **extra: Any) -> Doc:
+    return {"spaces": [{**SPACE, "apiToken": TOKEN}], "webConfig": {"enabled": True, **web}, **extra}
+
+
+def _pod_spec(docs: list[Doc]) -> Doc:
+    return dict(_one(docs, "Deployment")["spec"]["template"]["spec"])
+
+
+def _annotations(docs: list[Doc]) -> Doc:
+    return dict(_one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"])
+
+
+def _config_volume(docs: list[Doc]) -> Doc:
+    volume = next(v for v in _pod_spec(docs)["volumes"] if v["name"] == "config")
+    return dict(volume)
+
+
+def _web_secret(docs: list[Doc]) -> Doc:
+    secret = _one(docs, "Secret", WEB_SECRET)
+    assert secret["type"] == "Opaque"
+    assert list(secret["data"]) == ["web-config.yml"]
+    return dict(yaml.safe_load(base64.b64decode(secret["data"]["web-config.yml"])))
+
+
+def _test_script(docs: list[Doc]) -> str:
+    return " ".join(_one(docs, "Pod")["spec"]["containers"][0]["command"])
+
+
+def _validate(kubernetes_validate: Any, docs: list[Doc]) -> None:
+    for doc in docs:
+        if (doc["apiVersion"], doc["kind"]) not in CRD_KINDS:
+            kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_web_config_is_off_by_default(default_docs: list[Doc]) -> None:
+    assert not [a for a in _container(default_docs)["args"] if a.startswith("--web.config.file")]
+    assert [d["metadata"]["name"] for d in default_docs if d["kind"] == "Secret"] == [FULLNAME]
+    assert "checksum/web-config" not in _annotations(default_docs)
+    sources = _config_volume(default_docs)["projected"]["sources"]
+    assert sources == [
+        {"configMap": {"name": FULLNAME, "items": [{"key": "config.yaml", "path": "config.yaml"}]}}
+    ]
+    assert "http://" in _test_script(default_docs)
+    assert "--no-check-certificate" not in _test_script(default_docs)
+
+
+def test_inline_web_config(render: Any, kubernetes_validate: Any) -> None:
+    values = _with_web(
+        {"config": TLS_WEB_CONFIG, "tls": {"existingSecret": TLS_SECRET}},
+        serviceMonitor={"enabled": True},
+        test={"basicAuth": SCRAPE_AUTH},
+    )
+    docs = render(values)
+    _validate(kubernetes_validate, docs)
+    # The web config goes into the chart's Secret as given, and nowhere else.
+    assert _web_secret(docs) == TLS_WEB_CONFIG
+    for doc in docs:
+        if doc["kind"] != "Secret":
+            assert HASH not in yaml.safe_dump(doc)
+    container = _container(docs)
+    assert f"--web.config.file={WEB_CONFIG_PATH}" in container["args"]
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "config")
+    assert mount == {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True}
+    # One projected directory: config.yaml, web-config.yml, and tls/ from the kubernetes.io/tls Secret.
+    sources = _config_volume(docs)["projected"]["sources"]
+    assert sources[1] == {
+        "secret": {
+            "name": WEB_SECRET,
+            "items": [{"key": "web-config.yml", "path": "web-config.yml", "mode": 0o440}],
+        }
+    }
+    tls_items = [(i["key"], i["path"]) for src in sources[2:] for i in src["secret"]["items"]]
+    assert tls_items == [("tls.crt", "tls/tls.crt"), ("tls.key", "tls/tls.key"), ("ca.crt", "tls/ca.crt")]
+    assert {src["secret"]["name"] for src in sources[2:]} == {TLS_SECRET}
+    assert [src["secret"].get("optional", False) for src in sources[2:]] == [False, True]
+    # Probes over HTTPS, to the same unauthenticated paths.
+    assert container["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": "http", "scheme": "HTTPS"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/-/ready", "port": "http", "scheme": "HTTPS"}
+    assert container["livenessProbe"]["initialDelaySeconds"] == 5
+    # The ServiceMonitor and the helm test switch to https; the test sends the credentials.
+    assert _one(docs, "ServiceMonitor")["spec"]["endpoints"][0]["scheme"] == "https"
+    test_container = _one(docs, "Pod")["spec"]["containers"][0]
+    script = _test_script(docs)
+    assert f"https://{FULLNAME}.{NAMESPACE}.svc:10092/metrics" in script
+    assert "--no-check-certificate" in script
+    assert "Authorization: Basic" in script
+    env = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in test_container["env"]}
+    assert env == {"SCRAPE_USERNAME": SCRAPE_AUTH["username"], "SCRAPE_PASSWORD": SCRAPE_AUTH["password"]}
+
+
+def test_web_config_checksum_follows_the_inline_content(render: Any) -> None:
+    def checksum(web: Doc) -> str:
+        docs = render(_with_web(web))
+        return str(_annotations(docs)["checksum/web-config"])
+
+    tls = {"existingSecret": TLS_SECRET}
+    first = checksum({"config": TLS_WEB_CONFIG, "tls": tls})
+    assert len(first) == 64
+    assert checksum({"config": TLS_WEB_CONFIG, "tls": tls}) == first
+    changed = {**TLS_WEB_CONFIG, "basic_auth_users": {"other": HASH}}
+    assert checksum({"config": changed, "tls": tls}) != first
+
+
+def test_web_config_in_an_existing_secret(render: Any) -> None:
+    docs = render(_with_web({"existingSecret": "my-web-config", "existingSecretKey": "web.yml"}))
+    assert [d["metadata"]["name"] for d in docs if d["kind"] == "Secret"] == [FULLNAME]
+    assert "checksum/web-config" not in _annotations(docs)
+    assert f"--web.config.file={WEB_CONFIG_PATH}" in _container(docs)["args"]
+    sources = _config_volume(docs)["projected"]["sources"]
+    assert sources[1:] == [
+        {
+            "secret": {
+                "name": "my-web-config",
+                "items": [{"key": "web.yml", "path": "web-config.yml", "mode": 0o440}],
+            }
+        }
+    ]
+    # The chart cannot read that Secret and no certificate is mounted: plain HTTP probes.
+    assert "scheme" not in _container(docs)["livenessProbe"]["httpGet"]
+
+
+# (webConfig values, expected mode): how the chart decides between HTTP, HTTPS and mutual TLS.
+TLS_MODE_CASES = [
+    ({"config": {"basic_auth_users": {"prometheus": HASH}}}, "none"),
+    ({"config": TLS_WEB_CONFIG, "tls": {"existingSecret": TLS_SECRET}}, "tls"),
+    (
+        {
+            "config": {
+                "tls_server_config": {
+                    **TLS_WEB_CONFIG["tls_server_config"],
+                    "client_auth_type": "VerifyClientCertIfGiven",
+                    "client_ca_file": "tls/ca.crt",
+                }
+            },
+            "tls": {"existingSecret": TLS_SECRET},
+        },
+        "tls",
+    ),
+    ({"config": MTLS_WEB_CONFIG, "tls": {"existingSecret": TLS_SECRET}}, "mutual"),
+    ({"existingSecret": "my-web-config"}, "none"),
+    ({"existingSecret": "my-web-config", "tls": {"existingSecret": TLS_SECRET}}, "tls"),
+    (
+        {"existingSecret": "my-web-config", "tls": {"existingSecret": TLS_SECRET}, "tlsMode": "mutual"},
+        "mutual",
+    ),
+    ({"existingSecret": "my-web-config", "tls": {"existingSecret": TLS_SECRET}, "tlsMode": "none"}, "none"),
+    ({"existingSecret": "my-web-config", "tlsMode": "tls"}, "tls"),
+    ({"enabled": False, "config": MTLS_WEB_CONFIG, "tls": {"existingSecret": TLS_SECRET}}, "off"),
+]
+
+
+TLS_MODE_IDS = [
+    "inline-basic-auth-only",
+    "inline-tls",
+    "inline-verify-if-given",
+    "inline-mutual",
+    "secret",
+    "secret-with-tls-secret",
+    "secret-tlsMode-mutual",
+    "secret-tlsMode-none",
+    "secret-tlsMode-tls",
+    "disabled",
+]
+
+
+@pytest.mark.parametrize(("web", "mode"), TLS_MODE_CASES, ids=TLS_MODE_IDS)
+def test_probes_service_monitor_and_helm_test_follow_the_tls_mode(render: Any, web: Doc, mode: str) -> None:
+    docs = render(_with_web(web, serviceMonitor={"enabled": True}))
+    container = _container(docs)
+    liveness, readiness = container["livenessProbe"], container["readinessProbe"]
+    if mode == "mutual":
+        # The kubelet cannot present a client certificate: TCP probes on the same port.
+        assert "httpGet" not in liveness and "httpGet" not in readiness
+        assert liveness["tcpSocket"] == readiness["tcpSocket"] == {"port": "http"}
+        assert liveness["periodSeconds"] == 10 and readiness["periodSeconds"] == 5
+    else:
+        scheme = {"tls": {"scheme": "HTTPS"}}.get(mode, {})
+        assert liveness["httpGet"] == {"path": "/-/healthy", "port": "http", **scheme}
+        assert readiness["httpGet"] == {"path": "/-/ready", "port": "http", **scheme}
+        assert "tcpSocket" not in liveness
+    https = mode in ("tls", "mutual")
+    assert _one(docs, "ServiceMonitor")["spec"]["endpoints"][0]["scheme"] == ("https" if https else "http")
+    script = _test_script(docs)
+    assert f"{'https' if https else 'http'}://{FULLNAME}.{NAMESPACE}.svc:10092/metrics" in script
+    # With mutual TLS busybox cannot fetch /metrics: the test checks the handshake is refused.
+    assert ("TLS error from peer" in script) == (mode == "mutual")
+    has_arg = any(a.startswith("--web.config.file=") for a in container["args"])
+    assert has_arg == (mode != "off")
+
+
+def test_user_probes_are_kept(render: Any, kubernetes_validate: Any) -> None:
+    exec_probe = {"exec": {"command": ["/bin/true"]}, "periodSeconds": 7}
+    docs = render(
+        _with_web(
+            {"config": MTLS_WEB_CONFIG, "tls": {"existingSecret": TLS_SECRET}},
+            livenessProbe={"httpGet": None, **exec_probe},
+        )
+    )
+    _validate(kubernetes_validate, docs)
+    liveness = _container(docs)["livenessProbe"]
+    assert liveness["exec"] == exec_probe["exec"] and liveness["periodSeconds"] == 7
+    assert "httpGet" not in liveness and "tcpSocket" not in liveness
+    # An explicit scheme wins over the detected one; other fields of the probe stay.
+    docs = render(
+        _with_web(
+            {"config": TLS_WEB_CONFIG, "tls": {"existingSecret": TLS_SECRET}},
+            readinessProbe={"httpGet": {"path": "/-/ready", "port": "http", "scheme": "HTTP"}},
+            livenessProbe={"httpGet": {"path": "/-/healthy", "port": 10092}},
+        )
+    )
+    container = _container(docs)
+    assert container["readinessProbe"]["httpGet"]["scheme"] == "HTTP"
+    assert container["livenessProbe"]["httpGet"] == {"path": "/-/healthy", "port": 10092, "scheme": "HTTPS"}
+    # null removes a probe.
+    docs = render(
+        _with_web({"config": TLS_WEB_CONFIG, "tls": {"existingSecret": TLS_SECRET}}, livenessProbe=None)
+    )
+    assert "livenessProbe" not in _container(docs)
+    assert _container(docs)["readinessProbe"]["httpGet"]["scheme"] == "HTTPS"
+
+
+def test_service_monitor_scheme_tls_config_and_basic_auth(render: Any) -> None:
+    tls_config = {
+        "serverName": f"{FULLNAME}.{NAMESPACE}.svc",
+        "ca": {"secret": {"name": TLS_SECRET, "key": "ca.crt"}},
+    }
+    docs = render(
+        _with_web(
+            {"config": TLS_WEB_CONFIG, "tls": {"existingSecret": TLS_SECRET}},
+            serviceMonitor={"enabled": True, "tlsConfig": tls_config, "basicAuth": SCRAPE_AUTH},
+        )
+    )
+    endpoint = _one(docs, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"] == tls_config
+    assert endpoint["basicAuth"] == SCRAPE_AUTH
+    # Explicit scheme wins; without a web config nothing of this is rendered.
+    docs = render(
+        _with_web(
+            {"config": TLS_WEB_CONFIG, "tls": {"existingSecret": TLS_SECRET}},
+            serviceMonitor={"enabled": True, "scheme": "http"},
+        )
+    )
+    assert _one(docs, "ServiceMonitor")["spec"]["endpoints"][0]["scheme"] == "http"
+    docs = render({"spaces": [{**SPACE, "apiToken": TOKEN}], "serviceMonitor": {"enabled": True}})
+    endpoint = _one(docs, "ServiceMonitor")["spec"]["endpoints"][0]
+    assert endpoint["scheme"] == "http"
+    assert "tlsConfig" not in endpoint and "basicAuth" not in endpoint
+
+
+@pytest.mark.parametrize(
+    ("web", "message"),
+    [
+        ({}, "webConfig.enabled needs webConfig.config (the web config inline) or webConfig.existingSecret"),
+        (
+            {"config": {"basic_auth_users": {"prometheus": HASH}}, "existingSecret": "mine"},
+            "webConfig.config and webConfig.existingSecret are both set",
+        ),
+        (
+            {"config": TLS_WEB_CONFIG},
+            'webConfig.config.tls_server_config.cert_file is "tls/tls.crt" but webConfig.tls.existingSecret '
+            "is empty",
+        ),
+        (
+            {
+                "config": {
+                    "tls_server_config": {
+                        "cert": "PEM",
+                        "key": "PEM",
+                        "client_ca_file": f"{CONFIG_DIR}/tls/ca.crt",
+                        "client_auth_type": "RequireAndVerifyClientCert",
+                    }
+                }
+            },
+            "webConfig.config.tls_server_config.client_ca_file",
+        ),
+    ],
+)
+def test_invalid_web_config_values_fail_with_a_clear_message(
+    helm: str, chart: Path, tmp_path: Path, web: Doc, message: str
+) -> None:
+    proc = _template(helm, chart, _values_file(tmp_path, _with_web(web)))
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"webConfig": {"enabled": True, "configs": {}}}, "configs"),
+        ({"webConfig": {"tls": {"secretName": TLS_SECRET}}}, "secretName"),
+        ({"webConfig": {"tlsMode": "mtls"}}, "tlsMode"),
+        ({"webConfig": {"config": {"tls_server_config": {"certfile": "tls/tls.crt"}}}}, "certfile"),
+        ({"webConfig": {"config": {"rate_limit": {"interval": "1s"}}}}, "rate_limit"),
+        ({"webConfig": {"config": {"http_server_config": {"headers": {"Server": "x"}}}}}, "Server"),
+        (
+            {"webConfig": {"config": {"tls_server_config": {"client_auth_type": "RequireAnyClientCert"}}}},
+            "client_auth_type",
+        ),
+        ({"webConfig": {"config": {"basic_auth_users": {"prometheus": PASSWORD}}}}, "basic_auth_users"),
+        ({"serviceMonitor": {"scheme": "tcp"}}, "scheme"),
+        ({"serviceMonitor": {"basicAuth": {"login": SCRAPE_AUTH["username"]}}}, "login"),
+        ({"test": {"basicAuth": {"username": {"name": "s"}}}}, "username"),  # no key
+    ],
+)
+def test_schema_rejects_unknown_web_config_values(
+    helm: str, chart: Path, tmp_path: Path, values: Doc, key: str
+) -> None:
+    proc = _template(
+        helm, chart, _values_file(tmp_path, {"spaces": [{**SPACE, "apiToken": TOKEN}], **values})
+    )
+    assert proc.returncode != 0
+    assert "schema" in proc.stderr and key in proc.stderr, proc.stderr
+
+
+def test_notes_describe_the_web_config(helm: str, chart: Path, tmp_path: Path) -> None:
+    values = _with_web(
+        {"config": MTLS_WEB_CONFIG, "tls": {"existingSecret": TLS_SECRET}}, serviceMonitor={"enabled": True}
+    )
+    proc = _run(
+        helm,
+        "install",
+        RELEASE,
+        str(chart),
+        "--dry-run=client",
+        "--namespace",
+        NAMESPACE,
+        "--values",
+        str(_values_file(tmp_path, values)),
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"Web config: {WEB_CONFIG_PATH}" in proc.stdout
+    assert "tcpSocket probes" in proc.stdout
+    assert "set serviceMonitor.tlsConfig.cert and keySecret" in proc.stdout
+    assert "https://127.0.0.1:10092/metrics" in proc.stdout
+
+
+# --- the rendered web config, laid out as in the pod, checked by the exporter and promtool ------
+
+
+def _tls_secret_data() -> dict[str, bytes]:
+    """A kubernetes.io/tls Secret's keys: a CA (ca.crt) and a server certificate it signed."""
+    now = datetime.datetime.now(datetime.UTC)
+
+    def cert(
+        subject: str,
+        key: ec.EllipticCurvePrivateKey,
+        issuer_key: ec.EllipticCurvePrivateKey,
+        issuer: str,
+        ca: bool,
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+        )
+        if not ca:
+            name = x509.DNSName(f"{FULLNAME}.{NAMESPACE}.svc")
+            builder = builder.add_extension(x509.SubjectAlternativeName([name]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    pem = serialization.Encoding.PEM
+    return {
+        "ca.crt": cert("test CA", ca_key, ca_key, "test CA", ca=True).public_bytes(pem),
+        "tls.crt": cert(FULLNAME, server_key, ca_key, "test CA", ca=False).public_bytes(pem),
+        "tls.key": server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ),
+    }
+
+
+def _lay_out_config_volume(docs: list[Doc], root: Path) -> list[str]:
+    """Write the projected `config` volume's files under root, as the kubelet would under CONFIG_DIR.
+
+    The chart's ConfigMap and Secrets come from the render; the kubernetes.io/tls Secret (the user's)
+    is made here. Returns the container's arguments with CONFIG_DIR replaced by root; the tokens and
+    the state file named in config.yaml, and absolute names in the web config, are moved under root.
+    """
+    mount = next(m for m in _container(docs)["volumeMounts"] if m["name"] == "config")
+    assert mount["mountPath"] == CONFIG_DIR and mount["readOnly"] is True
+    contents = {
+        ("ConfigMap", d["metadata"]["name"]): {k: v.encode() for k, v in d["data"].items()}
+        for d in docs
+        if d["kind"] == "ConfigMap"
+    }
+    contents.update(
+        {
+            ("Secret", d["metadata"]["name"]): {k: base64.b64decode(v) for k, v in d["data"].items()}
+            for d in docs
+            if d["kind"] == "Secret"
+        }
+    )
+    tls_data = _tls_secret_data()
+    for source in _config_volume(docs)["projected"]["sources"]:
+        kind, projection = (
+            ("ConfigMap", source["configMap"]) if "configMap" in source else ("Secret", source["secret"])
+        )
+        # Not rendered by the chart: the user's TLS Secret.
+        data = contents.get((kind, projection["name"]), tls_data)
+        for item in projection["items"]:
+            if item["key"] not in data and projection.get("optional"):
+                continue
+            path = root / item["path"]
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data[item["key"]])
+    config = yaml.safe_load((root / "config.yaml").read_text())
+    for space in config["spaces"]:
+        token = root / "tokens" / Path(space["api_token_file"]).name
+        token.parent.mkdir(exist_ok=True)
+        token.write_text(TOKEN)
+        space["api_token_file"] = str(token)
+    if config.get("state", {}).get("path"):
+        config["state"]["path"] = str(root / "state.json")
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    web_config = root / "web-config.yml"
+    web_config.write_text(web_config.read_text().replace(f"{CONFIG_DIR}/", f"{root}/"))
+    return [arg.replace(CONFIG_DIR, str(root)) for arg in _container(docs)["args"]]
+
+
+WEB_CONFIG_RENDERS = {
+    "all-features-values.yaml": None,  # the CI values file: TLS, basic auth, headers
+    "mutual-tls": _with_web({"config": MTLS_WEB_CONFIG, "tls": {"existingSecret": TLS_SECRET}}),
+}
+
+
+@pytest.fixture(params=list(WEB_CONFIG_RENDERS))
+def laid_out_web_config(
+    request: pytest.FixtureRequest, helm: str, chart: Path, tmp_path: Path
+) -> tuple[str, list[str], Path]:
+    values = WEB_CONFIG_RENDERS[request.param]
+    path = CHART / "ci" / request.param if values is None else _values_file(tmp_path, values)
+    docs = _docs(_template(helm, chart, path))
+    root = tmp_path / "etc"
+    args = _lay_out_config_volume(docs, root)
+    assert f"--web.config.file={root}/web-config.yml" in args
+    return request.param, args, root / "web-config.yml"
+
+
+def test_rendered_web_config_is_accepted_by_the_exporter(
+    laid_out_web_config: tuple[str, list[str], Path],
+) -> None:
+    name, args, web_config = laid_out_web_config
+    web = load_web_config(str(web_config))
+    assert web.tls is not None and web.ssl_context is not None
+    assert web.tls.cert_file == str(web_config.parent / "tls" / "tls.crt")
+    if name == "mutual-tls":
+        assert web.tls.client_auth_type == "RequireAndVerifyClientCert"
+        assert web.ssl_context.verify_mode == ssl.CERT_REQUIRED
+    else:
+        assert list(web.users) == ["prometheus"]
+        assert bcrypt.checkpw(PASSWORD.encode(), web.users["prometheus"])
+        assert ("X-Content-Type-Options", "nosniff") in web.headers
+    # The exporter started as the pod starts it, with --check-config: config and web config load.
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "--check-config", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "config OK" in proc.stdout
+
+
+def test_rendered_web_config_is_accepted_by_promtool(
+    laid_out_web_config: tuple[str, list[str], Path],
+) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        _unavailable("promtool is not installed (Debian package prometheus)")
+    _, _, web_config = laid_out_web_config
+    proc = subprocess.run(
+        [str(promtool), "check", "web-config", str(web_config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr

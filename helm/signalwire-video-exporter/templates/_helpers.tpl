@@ -126,6 +126,94 @@ Included by every template that depends on them.
 {{- if and .Values.persistence.enabled (gt (int .Values.replicaCount) 1) }}
 {{- fail "\n\nsignalwire-video-exporter: persistence.enabled needs replicaCount 1: a state file belongs to one process (and the volume is ReadWriteOnce)" }}
 {{- end }}
+{{- include "signalwire-video-exporter.validateWebConfig" . }}
+{{- end }}
+
+{{/* Checks the webConfig values; renders nothing. */}}
+{{- define "signalwire-video-exporter.validateWebConfig" -}}
+{{- $w := .Values.webConfig | default dict }}
+{{- if $w.enabled }}
+{{- if and $w.config $w.existingSecret }}
+{{- fail "\n\nsignalwire-video-exporter: webConfig.config and webConfig.existingSecret are both set: give the web config inline or in your Secret, not both" }}
+{{- end }}
+{{- if not (or $w.config $w.existingSecret) }}
+{{- fail "\n\nsignalwire-video-exporter: webConfig.enabled needs webConfig.config (the web config inline) or webConfig.existingSecret (a Secret holding it)" }}
+{{- end }}
+{{- $tlsSecret := (($w.tls | default dict).existingSecret) }}
+{{- $tls := (($w.config | default dict).tls_server_config) | default dict }}
+{{- $dir := include "signalwire-video-exporter.tlsDir" . }}
+{{- range $name := list "cert_file" "key_file" "client_ca_file" }}
+{{- $file := toString (get $tls $name) }}
+{{- if and (not $tlsSecret) (or (hasPrefix "tls/" $file) (hasPrefix (printf "%s/" $dir) $file)) }}
+{{- fail (printf "\n\nsignalwire-video-exporter: webConfig.config.tls_server_config.%s is %q but webConfig.tls.existingSecret is empty: name the kubernetes.io/tls Secret mounted at %s" $name $file $dir) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "signalwire-video-exporter.webConfigPath" -}}
+{{- printf "%s/web-config.yml" (include "signalwire-video-exporter.configDir" .) }}
+{{- end }}
+
+{{/* Where webConfig.tls.existingSecret is mounted: tls/ beside the web config. */}}
+{{- define "signalwire-video-exporter.tlsDir" -}}
+{{- printf "%s/tls" (include "signalwire-video-exporter.configDir" .) }}
+{{- end }}
+
+{{- define "signalwire-video-exporter.webConfigSecretName" -}}
+{{- default (printf "%s-web-config" (include "signalwire-video-exporter.fullname" .)) .Values.webConfig.existingSecret }}
+{{- end }}
+
+{{/*
+How the exporter serves: "none" (plain HTTP), "tls" (HTTPS) or "mutual" (HTTPS requiring a verified
+client certificate). webConfig.tlsMode when set; else, for an inline web config, "tls" when it has a
+certificate, "mutual" when client_auth_type is also RequireAndVerifyClientCert; else (a web config in
+a Secret the chart cannot read) "tls" when webConfig.tls.existingSecret is set.
+*/}}
+{{- define "signalwire-video-exporter.tlsMode" -}}
+{{- $w := .Values.webConfig | default dict }}
+{{- if not $w.enabled }}
+{{- print "none" }}
+{{- else if $w.tlsMode }}
+{{- print $w.tlsMode }}
+{{- else if $w.config }}
+{{- $tls := $w.config.tls_server_config | default dict }}
+{{- if not (or $tls.cert_file $tls.cert $tls.key_file $tls.key) }}
+{{- print "none" }}
+{{- else if eq (toString $tls.client_auth_type) "RequireAndVerifyClientCert" }}
+{{- print "mutual" }}
+{{- else }}
+{{- print "tls" }}
+{{- end }}
+{{- else if ($w.tls | default dict).existingSecret }}
+{{- print "tls" }}
+{{- else }}
+{{- print "none" }}
+{{- end }}
+{{- end }}
+
+{{- define "signalwire-video-exporter.scheme" -}}
+{{- ternary "http" "https" (eq (include "signalwire-video-exporter.tlsMode" .) "none") }}
+{{- end }}
+
+{{/*
+A probe of the exporter container, adapted to the web config: with TLS an httpGet probe without an
+explicit scheme gets scheme HTTPS; with mutual TLS (the kubelet has no client certificate) an httpGet
+probe becomes a tcpSocket probe on the same port. exec, tcpSocket and grpc probes are kept as they are.
+Call with (dict "probe" .Values.livenessProbe "context" $).
+*/}}
+{{- define "signalwire-video-exporter.probe" -}}
+{{- $probe := deepCopy .probe }}
+{{- $mode := include "signalwire-video-exporter.tlsMode" .context }}
+{{- with $probe.httpGet }}
+{{- if eq $mode "mutual" }}
+{{- $_ := set $probe "tcpSocket" (dict "port" .port) }}
+{{- $_ := unset $probe "httpGet" }}
+{{- else if and (eq $mode "tls") (not .scheme) }}
+{{- $_ := set . "scheme" "HTTPS" }}
+{{- end }}
+{{- end }}
+{{- toYaml $probe }}
 {{- end }}
 
 {{/* The exporter's configuration file. The token is only referenced by path. */}}
