@@ -436,8 +436,14 @@ def _has_inline_token(raw: object) -> bool:
 
 
 def readable_by_others(path: str) -> bool:
-    """Whether group or other may read ``path`` (False when it cannot be examined)."""
+    """Whether anyone else may read ``path``: other, or a group this process is not in.
+
+    A file readable by this process's own group is not reported: that is how Kubernetes shares
+    a mounted Secret with the pod (mode 0440, group ``fsGroup``). False when it cannot be examined.
+    """
     try:
-        return bool(os.stat(path).st_mode & 0o044)
+        info = os.stat(path)
     except OSError:
         return False
+    own_groups = {os.getegid(), *os.getgroups()}
+    return bool(info.st_mode & 0o004) or bool(info.st_mode & 0o040 and info.st_gid not in own_groups)

@@ -468,11 +468,18 @@ def test_readable_secret_files_are_warned_about(configs: dict[str, Path], tmp_pa
         )
     )
     config.chmod(0o640)
+    if os.geteuid() == 0:  # group-readable by a group this process is not in
+        os.chown(config, -1, max({os.getegid(), *os.getgroups()}) + 1)
+    else:
+        config.chmod(0o644)
     result = run_cli("--check-config", "--config", str(config))
     assert result.returncode == 0, result.stderr
     assert f"config warning: {config} holds secrets but is readable by group or others" in result.stderr
     assert f"config warning: {web} holds secrets" in result.stderr
-    web.chmod(0o600)
-    config.chmod(0o600)
+    # Readable by this process's own group only: how Kubernetes mounts Secrets with fsGroup (0440).
+    web.chmod(0o440)
+    config.chmod(0o640)
+    if os.geteuid() == 0:
+        os.chown(config, -1, os.getegid())
     quiet = run_cli("--check-config", "--config", str(config))
     assert quiet.returncode == 0 and quiet.stderr == ""
