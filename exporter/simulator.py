@@ -7,6 +7,8 @@ acts as the fake API in the test suite: sessions can be scripted, faults injecte
 from __future__ import annotations
 
 import base64
+import contextlib
+import itertools
 import json
 import random
 import socket
@@ -14,13 +16,17 @@ import struct
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from bisect import bisect_left, bisect_right, insort
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from email.message import Message
 from enum import Enum
 from functools import partial
 from http.client import responses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from operator import attrgetter
 from typing import Any, Literal, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -73,12 +79,22 @@ class _Response(NamedTuple):
     delay: float = 0.0  # drip: seconds between two bytes of the body
 
 
-class _Row(NamedTuple):
-    """A list entry: its keyset position (created_at, id), filter status and JSON record."""
+class _Raw(NamedTuple):
+    """A record from ``add_raw_record``: listed verbatim for ``status``, never served by GET."""
 
-    key: tuple[float, str]
+    pos: tuple[float, str, int]
     status: str
-    record: dict[str, Any]
+    fixed: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[float, str]:
+        return self.pos[:2]
+
+    def record(self, now: float) -> dict[str, Any]:
+        return self.fixed
+
+    def served(self, name: str) -> Any:
+        return self.fixed.get(name)
 
 
 @dataclass
@@ -103,36 +119,131 @@ class _ListQuery:
     cursor: _Cursor | None
 
 
-@dataclass
+@dataclass(eq=False)
 class _Session:
     id: str
     created_at: float
     start_time: float
     base: dict[str, Any]  # fields fixed at creation (name, room_id, quality, ...)
     overrides: dict[str, Any]
+    seq: int  # order of creation: ties in (created_at, id) list in that order
     end_time: float | None = None
     duration: int | None = None
     cost: float = 0
+    _fixed: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def status(self) -> str:
         return "in-progress" if self.end_time is None else "completed"
 
+    @property
+    def key(self) -> tuple[float, str]:
+        return self.created_at, self.id
+
+    @property
+    def pos(self) -> tuple[float, str, int]:
+        return self.created_at, self.id, -self.seq
+
+    def changed(self) -> None:
+        """Forget the cached record after the session's status, times or cost changed."""
+        self._fixed = None
+
+    @property
+    def fixed(self) -> dict[str, Any]:
+        """The record, less a live session's running ``duration``; cached until ``changed()``."""
+        if self._fixed is None:
+            live = self.end_time is None
+            self._fixed = {
+                "id": self.id,
+                **self.base,
+                "start_time": _iso(self.start_time),
+                "end_time": None if self.end_time is None else _iso(self.end_time),
+                "duration": None if live else self.duration,
+                "status": self.status,
+                "created_at": _iso(self.created_at),
+                "updated_at": _iso(self.created_at if self.end_time is None else self.end_time),
+                "cost_in_dollars": 0 if live else self.cost,
+                **self.overrides,
+            }
+        return self._fixed
+
     def record(self, now: float) -> dict[str, Any]:
-        """The full ``Video.RoomSession`` JSON object as served at ``now``."""
-        live = self.end_time is None
-        return {
-            "id": self.id,
-            **self.base,
-            "start_time": _iso(self.start_time),
-            "end_time": None if self.end_time is None else _iso(self.end_time),
-            "duration": max(0, int(now - self.start_time)) if live else self.duration,
-            "status": self.status,
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.created_at if self.end_time is None else self.end_time),
-            "cost_in_dollars": 0 if live else self.cost,
-            **self.overrides,
-        }
+        """The full ``Video.RoomSession`` JSON object as served at ``now`` (do not mutate it)."""
+        if self.end_time is not None or "duration" in self.overrides:
+            return self.fixed
+        return {**self.fixed, "duration": max(0, int(now - self.start_time))}
+
+    def served(self, name: str) -> Any:
+        """A field the lists filter on (``room_id``, ``name``) as served, without the record."""
+        return self.overrides.get(name, self.base.get(name))
+
+
+_Entry = _Session | _Raw
+_Slot = tuple[str, str]  # an index: ("", "") every entry, else (filter name, value)
+_ALL: _Slot = ("", "")
+_pos, _key = attrgetter("pos"), attrgetter("key")
+
+
+def _slots(entry: _Entry) -> list[_Slot]:
+    """The indexes listing ``entry``: all, its status, and its room id and name when strings."""
+    slots = [_ALL, ("status", entry.status)]
+    for name, field_name in (("room_id", "room_id"), ("room_name", "name")):
+        value = entry.served(field_name)
+        if isinstance(value, str):
+            slots.append((name, value))
+    return slots
+
+
+class _Listing:
+    """Every list entry, sorted by (created_at, id), whole and per status, room id and room name.
+
+    A page costs O(log n) plus the entries it scans: the smallest index the filters allow is
+    walked from the cursor and the remaining filters are checked entry by entry.
+    """
+
+    def __init__(self, entries: Iterable[_Entry] = ()) -> None:
+        self._index: defaultdict[_Slot, list[_Entry]] = defaultdict(list)
+        for entry in entries:
+            for slot in _slots(entry):
+                self._index[slot].append(entry)
+        for rows in self._index.values():
+            rows.sort(key=_pos)
+
+    @property
+    def all(self) -> list[_Entry]:
+        return self._index[_ALL]
+
+    def add(self, entry: _Entry) -> None:
+        for slot in _slots(entry):
+            insort(self._index[slot], entry, key=_pos)
+
+    def remove(self, entry: _Entry, slots: Iterable[_Slot] | None = None) -> None:
+        for slot in _slots(entry) if slots is None else slots:
+            rows = self._index[slot]
+            del rows[bisect_left(rows, entry.pos, key=_pos)]
+
+    def move(self, entry: _Entry, old_status: str) -> None:
+        """File ``entry`` under its new status."""
+        if entry.status != old_status:
+            self.remove(entry, [("status", old_status)])
+            insort(self._index["status", entry.status], entry, key=_pos)
+
+    def page(self, filters: dict[str, str], cursor: _Cursor | None, size: int) -> tuple[list[_Entry], bool]:
+        """One newest-first page of the entries matching ``filters`` relative to ``cursor``, and
+        whether older matching entries remain."""
+        exact = [(name, filters[name]) for name in ("status", "room_id", "room_name") if name in filters]
+        rows = min((self._index.get(slot, []) for slot in exact), key=len, default=self.all)
+
+        def matching(indexes: range) -> Iterator[_Entry]:
+            return (rows[i] for i in indexes if _matches(rows[i], filters))
+
+        if cursor is None or cursor.after:
+            top = len(rows) if cursor is None else bisect_left(rows, cursor.key, key=_key)
+            found = list(itertools.islice(matching(range(top - 1, -1, -1)), size + 1))
+            return found[:size], len(found) > size
+        bottom = bisect_right(rows, cursor.key, key=_key)
+        page = list(itertools.islice(matching(range(bottom, len(rows))), size))[::-1]
+        return page, bool(page) and next(matching(range(bottom - 1, -1, -1)), None) is not None
 
 
 def _iso(epoch: float) -> str:
@@ -192,34 +303,16 @@ def _parse_int(value: str) -> int | None:
         return None
 
 
-def _matches(row: _Row, filters: dict[str, str]) -> bool:
-    name = row.record.get("name")
+def _matches(entry: _Entry, filters: dict[str, str]) -> bool:
+    name, room_id = entry.served("name"), entry.served("room_id")
     name = name if isinstance(name, str) else None
     pattern = filters.get("room_name_matches")
     return (
-        filters.get("status", row.status) == row.status
-        and filters.get("room_id", row.record.get("room_id")) == row.record.get("room_id")
+        filters.get("status", entry.status) == entry.status
+        and filters.get("room_id", room_id) == room_id
         and filters.get("room_name", name) == name
         and (pattern is None or (name is not None and pattern.lower() in name.lower()))
     )
-
-
-def _newest_first(rows: list[_Row]) -> list[_Row]:
-    return sorted(rows, key=lambda row: row.key, reverse=True)
-
-
-def _paginate(rows: list[_Row], cursor: _Cursor | None, size: int) -> tuple[list[_Row], bool]:
-    """One page of newest-first ``rows`` relative to ``cursor``, and whether older rows remain."""
-    if cursor is None:
-        start, stop = 0, size
-    elif cursor.after:
-        start = sum(1 for row in rows if row.key >= cursor.key)
-        stop = start + size
-    else:
-        stop = sum(1 for row in rows if row.key > cursor.key)
-        start = max(0, stop - size)
-    page = rows[start:stop]
-    return page, bool(page) and stop < len(rows)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -231,6 +324,10 @@ class _Handler(BaseHTTPRequestHandler):
     def __init__(self, *args: Any, space: SimulatedSpace) -> None:
         self.space = space
         super().__init__(*args)
+
+    def handle(self) -> None:
+        with contextlib.suppress(ConnectionResetError):  # the client went away (or was killed)
+            super().handle()
 
     def do_GET(self) -> None:
         if self.server is not self.space._server:  # stopped: drop kept-alive connections
@@ -296,7 +393,10 @@ class SimulatedSpace:
         self._host_name = host_name
         self._lock = threading.RLock()
         self._sessions: dict[str, _Session] = {}
-        self._raw: list[_Row] = []
+        self._raw: list[_Raw] = []
+        self._listing = _Listing()
+        self._bulk = False  # inside bulk(): the listing is rebuilt at its end
+        self._seq = itertools.count()
         self._faults: list[_Fault] = []
         self._server: ThreadingHTTPServer | None = None
         self._traffic: threading.Thread | None = None
@@ -385,9 +485,14 @@ class SimulatedSpace:
         }  # fmt: skip
         start = now if start_time is None else start_time
         created = now if created_at is None else created_at
-        session = _Session(id or str(uuid.uuid4()), created, start, base, overrides)
         with self._lock:
+            session = _Session(id or str(uuid.uuid4()), created, start, base, overrides, next(self._seq))
+            replaced = self._sessions.get(session.id)
             self._sessions[session.id] = session
+            if not self._bulk:
+                if replaced is not None:
+                    self._listing.remove(replaced)
+                self._listing.add(session)
         return session.id
 
     def complete_session(
@@ -401,20 +506,46 @@ class SimulatedSpace:
         """Mark a session completed; ``duration`` defaults to round(end - start)."""
         with self._lock:
             session = self._sessions[session_id]
+            old_status = session.status
             session.end_time = self._clock() if end_time is None else end_time
             default = round(session.end_time - session.start_time)
             session.duration = default if duration is None else duration
             session.cost = cost_in_dollars
+            self._changed(session, old_status)
 
     def reopen_session(self, session_id: str) -> None:
         """Put a completed session back in progress (an API that flips its status back)."""
         with self._lock:
-            self._sessions[session_id].end_time = None
+            session = self._sessions[session_id]
+            old_status = session.status
+            session.end_time = None
+            self._changed(session, old_status)
 
     def delete_session(self, session_id: str) -> None:
         """Remove a session: absent from lists and 404 on GET."""
         with self._lock:
-            del self._sessions[session_id]
+            session = self._sessions.pop(session_id)
+            if not self._bulk:
+                self._listing.remove(session)
+
+    @contextmanager
+    def bulk(self) -> Iterator[None]:
+        """Hold requests while sessions are scripted in bulk; the listing is re-sorted once at the end.
+
+        Faster than one sorted insertion per change when adding many sessions out of order.
+        """
+        with self._lock:
+            self._bulk = True
+            try:
+                yield
+            finally:
+                self._bulk = False
+                self._listing = _Listing(itertools.chain(self._sessions.values(), self._raw))
+
+    def _changed(self, session: _Session, old_status: str) -> None:
+        session.changed()
+        if not self._bulk:
+            self._listing.move(session, old_status)
 
     def add_raw_record(
         self, record: dict[str, Any], status: str = "completed", created_at: float | None = None
@@ -424,7 +555,10 @@ class SimulatedSpace:
         sort_id = raw_id if isinstance(raw_id, str) else str(uuid.uuid4())
         created = self._clock() if created_at is None else created_at
         with self._lock:
-            self._raw.append(_Row((created, sort_id), status, record))
+            raw = _Raw((created, sort_id, -next(self._seq)), status, record)
+            self._raw.append(raw)
+            if not self._bulk:
+                self._listing.add(raw)
 
     def sessions(self) -> list[dict[str, Any]]:
         """Ground truth: every session's record as the list endpoint serves it now, newest first.
@@ -432,8 +566,8 @@ class SimulatedSpace:
         Raw records from ``add_raw_record`` are not sessions and are left out.
         """
         with self._lock:
-            rows = self._session_rows(self._clock())
-        return [row.record for row in _newest_first(rows)]
+            now = self._clock()
+            return [dict(e.record(now)) for e in reversed(self._listing.all) if isinstance(e, _Session)]
 
     def fail_next(
         self,
@@ -521,14 +655,10 @@ class SimulatedSpace:
         if isinstance(params, _Response):
             return params
         with self._lock:
-            rows = self._session_rows(self._clock()) + self._raw
-        rows = _newest_first([row for row in rows if _matches(row, params.filters)])
-        page, more = _paginate(rows, params.cursor, params.page_size)
-        links = self._links(params, page, more)
-        return _json(200, {"links": links, "data": [row.record for row in page]})
-
-    def _session_rows(self, now: float) -> list[_Row]:
-        return [_Row((s.created_at, s.id), s.status, s.record(now)) for s in self._sessions.values()]
+            page, more = self._listing.page(params.filters, params.cursor, params.page_size)
+            now = self._clock()
+            records = [entry.record(now) for entry in page]
+        return _json(200, {"links": self._links(params, page, more), "data": records})
 
     def _parse_list_query(self, query: dict[str, str]) -> _ListQuery | _Response:
         status = query.get("status")
@@ -549,7 +679,7 @@ class SimulatedSpace:
         filters = {name: query[name] for name in FILTERS if name in query}
         return _ListQuery(filters, number, size, token, cursor)
 
-    def _links(self, params: _ListQuery, page: list[_Row], more: bool) -> dict[str, str]:
+    def _links(self, params: _ListQuery, page: list[_Entry], more: bool) -> dict[str, str]:
         origin = self.base_url if self._link_style == "absolute" else ""
 
         def link(number: int, token: str | None) -> str:

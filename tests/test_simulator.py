@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
+import random
 import time
+import uuid
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -174,6 +178,63 @@ def test_filters_select_sessions_and_are_carried_by_links(
     for link in page["links"].values():
         assert query_of(link)["room_name_matches"] == "up"
         assert query_of(link)["status"] == "in-progress"
+
+
+def epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def script_history(space: SimulatedSpace) -> None:
+    """Sessions in rooms a, b and nameless, many created in the same second, some completed,
+    reopened or deleted, plus a raw record."""
+    rng = random.Random(5)
+    for _ in range(80):
+        sid = space.add_session(
+            id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            name=rng.choice(["a", "b", None]),
+            created_at=T0 - rng.randrange(15),
+        )
+        if rng.random() < 0.5:
+            space.complete_session(sid, cost_in_dollars=0.5)
+            if rng.random() < 0.2:
+                space.reopen_session(sid)
+        if rng.random() < 0.1:
+            space.delete_session(sid)
+    space.add_raw_record({"id": "raw", "name": "a"}, created_at=T0 - 3.5)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{}, {"status": "completed"}, {"room_name": "a", "status": "in-progress"}, {"room_name_matches": "B"}],
+)
+def test_pages_and_prev_links_match_a_full_sort_in_bulk_or_not(clock: Clock, params: dict[str, str]) -> None:
+    listed: list[list[str]] = []
+    for bulk in (False, True):
+        with SimulatedSpace(PROJECT, TOKEN, clock=clock) as space:
+            if bulk:
+                with space.bulk():
+                    script_history(space)
+            else:
+                script_history(space)
+            truth = space.sessions()
+            with httpx.Client(base_url=space.base_url, auth=(PROJECT, TOKEN)) as client:
+                pages = [client.get(LIST, params={"page_size": 4, **params}).json()]
+                while "next" in pages[-1]["links"] and len(pages) < 50:  # the raw record is not valid
+                    pages.append(client.get(pages[-1]["links"]["next"]).json())
+                for before, page in itertools.pairwise(pages):
+                    assert ids([client.get(page["links"]["prev"]).json()]) == ids([before])
+        listed.append(ids(pages))
+    rows = [(epoch(r["created_at"]), r["id"], r["status"], r["name"]) for r in truth]
+    rows.append((T0 - 3.5, "raw", "completed", "a"))
+    status, room, part = params.get("status"), params.get("room_name"), params.get("room_name_matches")
+    expected = [
+        sid
+        for _, sid, st, name in sorted(rows, reverse=True)
+        if status in (None, st)
+        and room in (None, name)
+        and (part is None or (name is not None and part.lower() in name.lower()))
+    ]
+    assert listed[0] == listed[1] == expected
 
 
 @pytest.mark.parametrize(
