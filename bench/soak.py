@@ -1,14 +1,16 @@
 """Soak: the exporter process against a chaotic simulated space, scraped concurrently.
 
-Runs ``python -m exporter`` (a real process) polling a ``SimulatedSpace`` in this process that
-keeps sessions starting and ending and injects faults (429 with and without Retry-After, 500,
-503, a non-JSON 200), while scraper threads fetch ``/metrics`` the whole time. At the end the
-faults and the traffic stop, the exporter gets two clean polls, and its counters are compared
-with the simulator's ground truth. Prints: poll attempts, failed polls by reason, faults
-injected, scrapes served and failed, RSS and open file descriptors of the exporter at start,
-middle and end, and whether the counters equal the ground truth.
+Runs ``python -m exporter`` (a real process, with a state file) polling a ``SimulatedSpace`` in
+this process that keeps sessions starting and ending and injects faults (429 with and without
+Retry-After, 500, 503, a non-JSON 200, connection resets, truncated bodies, bodies dripping in
+slower than the poll interval), while scraper threads fetch ``/metrics`` the whole time. At the
+end the faults and the traffic stop, the exporter gets clean polls, and its counters are compared
+with the simulator's ground truth: every session that ended after the exporter's counting start
+(read from its state file). Prints: poll attempts, failed polls by reason, faults injected,
+scrapes served and failed, RSS and open file descriptors of the exporter at start, middle and
+end, and whether the counters equal the ground truth.
 
-    python bench/soak.py                      # 10,000 polls at 20 ms, about 4-6 minutes
+    python bench/soak.py                      # 10,000 polls at 100 ms, about 20 minutes
     python bench/soak.py --polls 2000         # a shorter run
 
 Benchmark only: run by hand, never part of the test suite.
@@ -26,6 +28,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -33,16 +36,21 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from exporter.simulator import SimulatedSpace
+from exporter.config import DEFAULT_BUCKETS
+from exporter.simulator import FaultKind, SimulatedSpace
+from exporter.statefile import StateFile
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT, TOKEN = "soak-project", "soak-token-0123456789"
-FAULTS = (
-    (429, {"Retry-After": "0"}, None),
-    (429, {}, None),
-    (500, {}, None),
-    (503, {}, None),
-    (200, {}, b"<html>maintenance</html>"),
+FAULTS: tuple[tuple[int, dict[str, str], bytes | None, FaultKind], ...] = (
+    (429, {"Retry-After": "0"}, None, "respond"),
+    (429, {}, None, "respond"),
+    (500, {}, None, "respond"),
+    (503, {}, None, "respond"),
+    (200, {}, b"<html>maintenance</html>", "respond"),
+    (200, {}, None, "reset"),
+    (200, {}, None, "truncate"),
+    (200, {}, None, "drip"),
 )
 
 
@@ -118,7 +126,8 @@ def poll_attempts(sim: SimulatedSpace) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--polls", type=int, default=10_000)
-    parser.add_argument("--interval", type=float, default=0.02, help="poll interval, seconds")
+    parser.add_argument("--interval", type=float, default=0.1, help="poll interval, seconds")
+    parser.add_argument("--lookback", type=float, default=30.0, help="poll.lookback, seconds")
     parser.add_argument("--fault-rate", type=float, default=0.05, help="faults per poll attempt")
     parser.add_argument("--scrapers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
@@ -127,18 +136,18 @@ def main() -> int:
     port = free_port()
     print(f"command: {' '.join(sys.argv)}")
     with SimulatedSpace(PROJECT, TOKEN, seed=args.seed) as sim, tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "config.yaml"
+        config, state = Path(tmp) / "config.yaml", Path(tmp) / "state.json"
         config.write_text(
             f'server: {{listen_address: "127.0.0.1:{port}"}}\n'
-            f"poll: {{interval: {args.interval}, timeout: 2s, page_size: 50}}\n"
+            f"poll: {{interval: {args.interval}, timeout: 2s, lookback: {args.lookback}}}\n"
             f"spaces: [{{name: soak, base_url: '{sim.base_url}', "
             f"project_id: {PROJECT}, api_token: {TOKEN}}}]\n"
+            f"state: {{path: '{state}'}}\n"
             "logging: {level: error}\n"
         )
-        started = time.time()
+        sim.run_traffic(tick=0.05, target_active=40, mean_duration=20.0)
         proc = subprocess.Popen([sys.executable, "-m", "exporter", "--config", str(config)], cwd=ROOT)
         try:
-            sim.run_traffic(tick=0.05, target_active=40, mean_duration=3.0)
             url = f"http://127.0.0.1:{port}"
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
@@ -149,26 +158,30 @@ def main() -> int:
                     pass
                 time.sleep(0.1)
             figures = [("start", *proc_figures(proc.pid))]
-            faults = 0
+            faults: Counter[str] = Counter()
             with Scrapers(f"{url}/metrics", args.scrapers) as scrapers:
                 last_attempts = 0
                 while (attempts := poll_attempts(sim)) < args.polls:
                     for _ in range(attempts - last_attempts):
                         if rng.random() < args.fault_rate:
-                            status, headers, body = rng.choice(FAULTS)
-                            sim.fail_next(status, headers=headers, body=body)
-                            faults += 1
+                            status, headers, body, kind = rng.choice(FAULTS)
+                            delay = args.interval  # drip: one byte per interval outlives the poll
+                            sim.fail_next(status, headers=headers, body=body, kind=kind, delay=delay)
+                            faults[kind if kind != "respond" else str(status)] += 1
                     if last_attempts < args.polls // 2 <= attempts:
                         figures.append(("middle", *proc_figures(proc.pid)))
                     last_attempts = attempts
                     time.sleep(0.05)
                 figures.append(("end", *proc_figures(proc.pid)))
             sim.stop_traffic()
-            result = finish(sim, url, started)
+            sim.clear_faults()
+            counting_start = StateFile(str(state), DEFAULT_BUCKETS).load(["soak"])["soak"].counting_start
+            result = finish(sim, url, counting_start)
         finally:
             proc.terminate()
             proc.wait(10)
-        print(f"poll attempts: {poll_attempts(sim)} (interval {args.interval:g}s), faults injected: {faults}")
+        print(f"poll attempts: {poll_attempts(sim)} (interval {args.interval:g}s)")
+        print(f"faults injected: {sum(faults.values())} {dict(sorted(faults.items()))}")
         print(f"failed polls by reason: {result['errors']}")
         print(f"scrapes served: {scrapers.served}, scrape errors: {scrapers.failed}")
         for label, rss, fds in figures:
@@ -177,14 +190,14 @@ def main() -> int:
         return 0 if result["equal"] else 1
 
 
-def finish(sim: SimulatedSpace, url: str, started: float) -> dict[str, object]:
-    """Stop the chaos, let two clean polls pass, compare counters with the ground truth."""
+def finish(sim: SimulatedSpace, url: str, counting_start: float) -> dict[str, object]:
+    """With the chaos stopped, let clean polls pass, compare counters with the ground truth."""
     before = poll_attempts(sim)
     while poll_attempts(sim) < before + 3:
         time.sleep(0.05)
     values = samples(httpx.get(f"{url}/metrics", timeout=10).text)
     completed = [
-        s for s in sim.sessions() if s["status"] == "completed" and _epoch(s["end_time"]) > started - 1
+        s for s in sim.sessions() if s["status"] == "completed" and _epoch(s["end_time"]) > counting_start - 1
     ]
     truth = (len(completed), round(math.fsum(s["cost_in_dollars"] for s in completed), 9))
     counted = (
