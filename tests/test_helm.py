@@ -128,6 +128,13 @@ def _values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
     return path
 
 
+def _dry_run_install(helm: str, chart: Path, values: str) -> subprocess.CompletedProcess[str]:
+    """``helm install --dry-run=client``: renders NOTES.txt as an install would print it."""
+    return _run(
+        helm, "install", RELEASE, str(chart), "--dry-run=client", "--namespace", NAMESPACE, "--values", values
+    )
+
+
 def _template(helm: str, chart: Path, *values_files: Path) -> subprocess.CompletedProcess[str]:
     args = ["template", RELEASE, str(chart), "--namespace", NAMESPACE]
     for path in values_files:
@@ -497,17 +504,7 @@ def test_helm_test_hook_fetches_metrics(default_docs: list[Doc]) -> None:
 
 def test_notes_render(helm: str, chart: Path, tmp_path: Path) -> None:
     values = _values_file(tmp_path, {"spaces": [{**SPACE, "apiToken": TOKEN}]})
-    proc = _run(
-        helm,
-        "install",
-        RELEASE,
-        str(chart),
-        "--dry-run=client",
-        "--namespace",
-        NAMESPACE,
-        "--values",
-        str(values),
-    )
+    proc = _dry_run_install(helm, chart, str(values))
     assert proc.returncode == 0, proc.stderr
     assert f"port-forward service/{FULLNAME} 10092:10092" in proc.stdout
     assert "Persistence is disabled" in proc.stdout
@@ -867,17 +864,7 @@ def test_notes_describe_the_web_config(helm: str, chart: Path, tmp_path: Path) -
     values = _with_web(
         {"config": MTLS_WEB_CONFIG, "tls": {"existingSecret": TLS_SECRET}}, serviceMonitor={"enabled": True}
     )
-    proc = _run(
-        helm,
-        "install",
-        RELEASE,
-        str(chart),
-        "--dry-run=client",
-        "--namespace",
-        NAMESPACE,
-        "--values",
-        str(_values_file(tmp_path, values)),
-    )
+    proc = _dry_run_install(helm, chart, str(_values_file(tmp_path, values)))
     assert proc.returncode == 0, proc.stderr
     assert f"Web config: {WEB_CONFIG_PATH}" in proc.stdout
     assert "tcpSocket probes" in proc.stdout
