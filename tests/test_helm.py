@@ -128,6 +128,20 @@ def _values_file(tmp_path: Path, values: dict[str, Any]) -> Path:
     return path
 
 
+def _assert_check_config_ok(*args: str) -> None:
+    """``python -m exporter --check-config ARGS`` accepts what the chart rendered."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "exporter", "--check-config", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "config OK" in proc.stdout
+
+
 def _dry_run_install(helm: str, chart: Path, values: str) -> subprocess.CompletedProcess[str]:
     """``helm install --dry-run=client``: renders NOTES.txt as an install would print it."""
     return _run(
@@ -422,16 +436,7 @@ def test_rendered_config_is_accepted_by_the_exporter(render: Any, tmp_path: Path
     (tmp_path / "state").mkdir()
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "--check-config", "--config", str(path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "config OK" in proc.stdout
+    _assert_check_config_ok("--config", str(path))
 
 
 def test_service_monitor(render: Any) -> None:
@@ -994,16 +999,7 @@ def test_rendered_web_config_is_accepted_by_the_exporter(
         assert bcrypt.checkpw(PASSWORD.encode(), web.users["prometheus"])
         assert ("X-Content-Type-Options", "nosniff") in web.headers
     # The exporter started as the pod starts it, with --check-config: config and web config load.
-    proc = subprocess.run(
-        [sys.executable, "-m", "exporter", "--check-config", *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=ROOT,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "config OK" in proc.stdout
+    _assert_check_config_ok(*args)
 
 
 def test_rendered_web_config_is_accepted_by_promtool(

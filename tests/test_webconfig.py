@@ -111,42 +111,30 @@ def _write(path: Path, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey |
         key_path.chmod(0o600)
 
 
+def _issue(
+    path: Path,
+    subject: str,
+    issuer: str,
+    issuer_key: ec.EllipticCurvePrivateKey,
+    sans: list[x509.GeneralName],
+    usage: Any,
+) -> None:
+    """A leaf certificate with a new key, written to ``path`` and ``path`` with suffix ``.key``."""
+    key = _key()
+    _write(path, _cert(subject, key, issuer, issuer_key, sans=sans, usage=usage), key)
+
+
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     d = tmp_path_factory.mktemp("pki")
     ca_key, other_key = _key(), _key()
     ca = _cert("test CA", ca_key, "test CA", ca_key, ca=True)
     _write(d / "ca.crt", ca)
-    server_key = _key()
-    server = _cert(
-        "localhost",
-        server_key,
-        "test CA",
-        ca_key,
-        sans=[x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
-        usage=ExtendedKeyUsageOID.SERVER_AUTH,
-    )
-    _write(d / "server.crt", server, server_key)
-    client_key = _key()
-    client = _cert(
-        "prometheus",
-        client_key,
-        "test CA",
-        ca_key,
-        sans=[x509.DNSName("prometheus.example")],
-        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
-    )
-    _write(d / "client.crt", client, client_key)
-    foreign_key = _key()
-    foreign = _cert(
-        "intruder",
-        foreign_key,
-        "other CA",
-        other_key,
-        sans=[x509.DNSName("prometheus.example")],
-        usage=ExtendedKeyUsageOID.CLIENT_AUTH,
-    )
-    _write(d / "foreign.crt", foreign, foreign_key)
+    localhost = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    prometheus = [x509.DNSName("prometheus.example")]
+    _issue(d / "server.crt", "localhost", "test CA", ca_key, localhost, ExtendedKeyUsageOID.SERVER_AUTH)
+    _issue(d / "client.crt", "prometheus", "test CA", ca_key, prometheus, ExtendedKeyUsageOID.CLIENT_AUTH)
+    _issue(d / "foreign.crt", "intruder", "other CA", other_key, prometheus, ExtendedKeyUsageOID.CLIENT_AUTH)
     return Pki(
         d,
         d / "ca.crt",
