@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _permission_warnings(config: Config, web: WebConfig) -> list[str]:
-    """Secret-holding files that group or other may read."""
+    """Secret-holding files that others may read (see ``readable_by_others``)."""
     files = list(dict.fromkeys(config.secret_files))
     if web.path and web.users:
         files.append(web.path)

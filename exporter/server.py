@@ -117,13 +117,12 @@ class MetricsServer:
         ssl_context: ssl.SSLContext | None = None,
         allowed_sans: tuple[str, ...] = (),
     ) -> None:
-        base = _TLSServer6 if ":" in host else _TLSServer
-        server_class = type(
-            base.__name__, (base,), {"ssl_context": ssl_context, "allowed_sans": allowed_sans}
-        )
-        self.httpd: WSGIServer = make_server(
+        server_class = _TLSServer6 if ":" in host else _TLSServer
+        httpd = make_server(
             host or "0.0.0.0", port, app, server_class=server_class, handler_class=_QuietHandler
         )
+        httpd.ssl_context, httpd.allowed_sans = ssl_context, allowed_sans  # before serving starts
+        self.httpd: WSGIServer = httpd
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
 
     @property
