@@ -56,7 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from exporter.config import Config, PollConfig
 from exporter.models import RoomSession
 from exporter.simulator import FPS_MIX, QUALITY_MIX, ROOMS
-from exporter.state import Accounting, Key, Observation, Settings, apply
+from exporter.state import Accounting, Key, Observation, Settings, apply, summarize
 from exporter.statefile import StateFile
 
 SPACE = "bench"
@@ -326,9 +326,8 @@ def main(argv: list[str] | None = None) -> int:
             for session in world.advance(started):
                 if session.end_ts > T0 - 1:  # README: sessions that ended before start are not counted
                     expected.add(session, settings.buckets)
-            in_progress = world.in_progress()
-            listed = {s.id for s in in_progress}
-            vanished = {sid: c for sid, c in acc.tracked.items() if sid not in listed}
+            in_progress = summarize(world.in_progress(), settings.rooms_enabled)
+            vanished = {sid: c for sid, c in acc.tracked.items() if sid not in in_progress}
             floor = started - settings.max_backfill - args.lookback
             completed, pages = world.walk_completed(max(floor, acc.horizon(args.lookback)))
             # long sessions beyond the walk: the poller GETs each and reads its room's listing

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from .api import ApiClient, ApiError, RequestStats, RequestStatsSnapshot
 from .config import Config, SpaceConfig
 from .models import COMPLETED, IN_PROGRESS, InvalidResponse, RoomSession
-from .state import Accounting, Activity, Observation, Settings, Totals, apply
+from .state import Accounting, Activity, Live, Observation, Settings, Totals, apply, summarize
 from .statefile import StateFile
 
 log = logging.getLogger(__name__)
@@ -198,14 +198,16 @@ class SpacePoller:
 
     def _observe(self, started: float, deadline: float) -> Observation:
         malformed: list[tuple[str | None, str]] = []
-        in_progress: dict[str, RoomSession] = {}
-        for sessions, bad in self.client.list_sessions(IN_PROGRESS, deadline):
-            in_progress.update((s.id, s) for s in sessions)
+        in_progress: dict[str, Live] = {}
+        for sessions, bad in self.client.list_sessions(IN_PROGRESS, deadline):  # one page held at a time
+            in_progress.update(summarize(sessions, self.settings.rooms_enabled))
             malformed.extend((sid, IN_PROGRESS) for sid in bad)
 
         acc = self.accounting
-        listed = in_progress.keys() | {sid for sid, _ in malformed}
-        vanished = {sid: c for sid, c in acc.tracked.items() if sid not in listed}
+        undecodable = {sid for sid, _ in malformed}  # listed in progress all the same
+        vanished = {
+            sid: c for sid, c in acc.tracked.items() if sid not in in_progress and sid not in undecodable
+        }
         # Read back to the horizon, but not past the backfill limit (plus lookback), so that a
         # poll after a long outage still fits its interval; further only while pages keep
         # finding vanished sessions. One the walk does not reach (a long session) is looked up
@@ -229,4 +231,4 @@ class SpacePoller:
                     completed[sid] = in_room[sid]
                     continue
             fetched[sid] = session
-        return Observation(started, in_progress.values(), completed.values(), fetched, malformed)
+        return Observation(started, in_progress, completed.values(), fetched, malformed)

@@ -17,8 +17,9 @@ memory stays bounded by the sessions completed within one lookback.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 from .models import COMPLETED, FPS_LABELS, QUALITY_LABELS, RoomSession
 
@@ -35,6 +36,28 @@ SKIP_REASONS = (
     "missing_duration",
 )
 KEYS: tuple[Key, ...] = tuple((q, f) for q in QUALITY_LABELS for f in FPS_LABELS)
+_SHARED_KEYS = {key: key for key in KEYS}  # one tuple per key instead of one per session
+
+
+class Live(NamedTuple):
+    """What accounting keeps of one in-progress session: about a fifth of the decoded record,
+    so a poll holds 100k of them without holding 100k records."""
+
+    created: float
+    key: Key | None  # (quality, fps) label values; None when its numbers are invalid (not shown)
+    max_members: int
+    start: float | None
+    room: str | None  # room name; None without per-room metrics
+
+
+def summarize(sessions: Iterable[RoomSession], rooms_enabled: bool) -> dict[str, Live]:
+    """In-progress sessions by id, reduced to what tracking and the gauges need."""
+    return {s.id: _live(s, rooms_enabled) for s in sessions}
+
+
+def _live(s: RoomSession, rooms_enabled: bool) -> Live:
+    key = None if s.invalid_reason() else _SHARED_KEYS[s.quality_label, s.fps_label]
+    return Live(s.created_ts, key, s.max_members or 0, s.start_ts, s.name if rooms_enabled else None)
 
 
 @dataclass(frozen=True)
@@ -111,11 +134,12 @@ class Observation:
     GET has no cost, so a session it shows completed stays tracked until the listing shows
     it too, or until it ended before the horizon (then it counts with cost 0, noted as
     ``missing_cost``).
+    ``in_progress`` is the in-progress listing, by id (see :func:`summarize`).
     ``malformed`` lists (id or None, listing status) of records that could not be decoded.
     """
 
     started: float
-    in_progress: Iterable[RoomSession]
+    in_progress: Mapping[str, Live]
     completed: Iterable[RoomSession]
     fetched: Mapping[str, RoomSession | None] = field(default_factory=dict)
     malformed: Iterable[tuple[str | None, str]] = ()
@@ -128,7 +152,7 @@ def _add(mapping: dict[str, int], key: str, amount: int = 1) -> None:
 class _Pass:
     """Mutable working copy used while one observation is applied."""
 
-    def __init__(self, acc: Accounting, settings: Settings, started: float, seen: set[str]) -> None:
+    def __init__(self, acc: Accounting, settings: Settings, started: float, seen: Container[str]) -> None:
         self.acc, self.settings, self.seen_in_progress = acc, settings, seen
         self.backfill_floor = started - settings.max_backfill
         self.completed = dict(acc.totals.completed)
@@ -139,8 +163,7 @@ class _Pass:
         self.counted = dict(acc.counted)
         self.rooms = dict.fromkeys(acc.rooms)  # ordered, with O(1) lookups
 
-    def room(self, session: RoomSession) -> str:
-        name = session.name
+    def room(self, name: str | None) -> str:
         if name is None:
             return OTHER_ROOM
         if name not in self.rooms and len(self.rooms) < self.settings.rooms_max:
@@ -179,7 +202,7 @@ class _Pass:
             hist = self.durations.get(key, empty)
             self.durations[key] = hist.observe(self.settings.buckets, duration)
         if self.settings.rooms_enabled:
-            room = self.room(session)
+            room = self.room(session.name)
             self.room_cost[room] = self.room_cost.get(room, 0.0) + cost
 
     def skip_malformed(self, sid: str | None, started: float) -> None:
@@ -193,15 +216,15 @@ class _Pass:
 
 def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accounting, Activity]:
     """Fold one complete poll into the accounting; returns the new state and the gauges."""
-    active: dict[str, RoomSession] = {s.id: s for s in obs.in_progress}
-    work = _Pass(acc, settings, obs.started, set(active))
+    active = dict(obs.in_progress)
+    work = _Pass(acc, settings, obs.started, obs.in_progress)
     completed: dict[str, RoomSession] = {s.id: s for s in obs.completed}
     deferred: dict[str, float] = {}
     for sid, session in obs.fetched.items():
         if session is None:
             continue
         if not session.is_completed:
-            active.setdefault(sid, session)
+            active.setdefault(sid, _live(session, settings.rooms_enabled))
         elif session.cost_in_dollars is None and session.end_ts >= acc.horizon(settings.lookback):
             deferred[sid] = acc.tracked.get(sid, session.created_ts)  # wait for the listing's cost
         else:
@@ -220,11 +243,11 @@ def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accoun
             if bad_id not in acc.tracked:
                 _add(work.skipped, "malformed")
 
-    activity = _activity(active.values(), work, settings)
+    activity = _activity(active, work, settings)
     new = replace(
         acc,
         last_success=obs.started,
-        tracked={**tracked_malformed, **deferred, **{sid: s.created_ts for sid, s in active.items()}},
+        tracked={**tracked_malformed, **deferred, **{sid: live.created for sid, live in active.items()}},
         rooms=tuple(work.rooms),
         totals=Totals(work.completed, work.cost, work.durations, work.room_cost, work.skipped),
     )
@@ -235,22 +258,23 @@ def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accoun
     return replace(new, counted=counted), activity
 
 
-def _activity(sessions: Iterable[RoomSession], work: _Pass, settings: Settings) -> Activity:
-    active: dict[Key, int] = {}
+def _activity(active: Mapping[str, Live], work: _Pass, settings: Settings) -> Activity:
+    counts: dict[Key, int] = {}
     members: dict[Key, int] = {}
     rooms: dict[str, int] = {}
     oldest: float | None = None
+    sessions: Iterable[Live] = active.values()
     if settings.rooms_enabled:  # new rooms get their slots in creation order
-        sessions = sorted(sessions, key=lambda s: (s.created_ts, s.id))
-    for session in sessions:
-        if session.invalid_reason():
+        sessions = (active[sid] for sid in sorted(active, key=lambda sid: (active[sid].created, sid)))
+    for live in sessions:
+        key = live.key
+        if key is None:
             continue
-        key = (session.quality_label, session.fps_label)
-        active[key] = active.get(key, 0) + 1
-        members[key] = members.get(key, 0) + (session.max_members or 0)
-        start = session.start_ts
+        counts[key] = counts.get(key, 0) + 1
+        members[key] = members.get(key, 0) + live.max_members
+        start = live.start
         if start is not None and (oldest is None or start < oldest):
             oldest = start
         if settings.rooms_enabled:
-            _add(rooms, work.room(session))
-    return Activity(active, members, oldest, rooms)
+            _add(rooms, work.room(live.room))
+    return Activity(counts, members, oldest, rooms)

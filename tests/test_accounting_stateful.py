@@ -48,7 +48,7 @@ from exporter.config import Config
 from exporter.models import COMPLETED, RoomSession
 from exporter.poller import Snapshots, SpacePoller
 from exporter.simulator import SimulatedSpace
-from exporter.state import Accounting, Observation, Settings, Totals, apply
+from exporter.state import Accounting, Observation, Settings, Totals, apply, summarize
 from exporter.statefile import StateFile
 
 from .conftest import PROJECT, TOKEN, poll_config, space_config
@@ -309,7 +309,9 @@ class AccountingMachine(RuleBasedStateMachine):
         if fail == "get":
             raise PollFailed
         self.missed |= skipped_in_progress | skipped_completed
-        return Observation(started, list(in_progress.values()), list(completed.values()), fetched)
+        self.listed_in_progress = in_progress  # the records behind the observation's summaries
+        in_progress_summary = summarize(in_progress.values(), SETTINGS.rooms_enabled)
+        return Observation(started, in_progress_summary, list(completed.values()), fetched)
 
     def apply_and_check(self, obs: Observation) -> None:
         """Apply one observation; check exactly which sessions it counted and skipped."""
@@ -330,7 +332,7 @@ class AccountingMachine(RuleBasedStateMachine):
             if reason and sid not in self.record:
                 self.may_skip.setdefault(sid, reason)
         # seen in progress, and not completed within the same poll: from now on "seen before"
-        self.seen_in_progress |= {s.id for s in obs.in_progress if s.id not in listed}
+        self.seen_in_progress |= {sid for sid in self.listed_in_progress if sid not in listed}
 
         newly = set(new.totals.room_cost) - set(old.totals.room_cost)
         for name in sorted(newly):
@@ -378,7 +380,11 @@ class AccountingMachine(RuleBasedStateMachine):
                 assert sid in new.counted, f"{sid} counted but forgotten by the dedupe memory"
 
         # gauges: the in-progress sessions of this poll, none of them with invalid values
-        valid_active = [s for s in obs.in_progress if s.id not in candidates and s.invalid_reason() is None]
+        valid_active = [
+            s
+            for s in self.listed_in_progress.values()
+            if s.id not in candidates and s.invalid_reason() is None
+        ]
         fetched_live = [s for s in obs.fetched.values() if s is not None and s.status != "completed"]
         assert sum(activity.active.values()) == len(valid_active) + len(fetched_live)
 
