@@ -27,6 +27,7 @@ from prometheus_client import (
 from . import __version__
 from .collector import SessionCollector
 from .config import LOG_LEVELS, Config, ConfigError, SpaceConfig, load_config, readable_by_others
+from .exposition import Exposition
 from .logs import setup_logging
 from .poller import Snapshots, SpacePoller, SpaceSnapshot
 from .server import MetricsServer, make_app
@@ -192,13 +193,11 @@ def serve(config: Config, web: WebConfig | None = None, warnings: list[str] | No
     sys.setswitchinterval(SWITCH_INTERVAL)
     stop = threading.Event()
     snapshots, pollers, collector = _build(config, stop)
-    registry = CollectorRegistry()
-    for extra in (collector, PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
-        registry.register(extra)
+    exposition = Exposition(snapshots, collector, (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR))
     host, port = config.listen_host_port
     try:
         web = web or WebConfig()
-        app = wrap_app(make_app(registry, snapshots.ready), web)
+        app = wrap_app(make_app(exposition, snapshots.ready), web)
         sans = web.tls.client_allowed_sans if web.tls else ()
         server = MetricsServer(host, port, app, web.ssl_context, sans)
     except OSError as exc:

@@ -1,24 +1,27 @@
 """HTTP server: ``/metrics``, a landing page, and the ``/-/healthy`` and ``/-/ready`` probes.
 
-``/metrics`` is prometheus_client's WSGI app, so OpenMetrics (by Accept header) and gzip
-(by Accept-Encoding) work as in every Python exporter. Each request runs in its own thread.
+``/metrics`` negotiates like prometheus_client's WSGI app (OpenMetrics by Accept header, gzip by
+Accept-Encoding, ``name[]`` filters) and takes its body from an :class:`Exposition`. Each request
+runs in its own thread.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gzip
 import logging
 import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer
+from prometheus_client.exposition import ThreadingWSGIServer, gzip_accepted
 
 from . import __version__
+from .exposition import Exposition
 from .webconfig import HANDSHAKE_TIMEOUT, san_allowed
 
 log = logging.getLogger("exporter.server")
@@ -40,16 +43,14 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def make_app(
-    registry: CollectorRegistry, ready: Callable[[], bool]
+    exposition: Exposition, ready: Callable[[], bool]
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """The WSGI application serving every route."""
-    metrics = make_wsgi_app(registry)
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            body: Iterable[bytes] = metrics(environ, start_response)
-            return body
+            return _metrics(exposition, environ, start_response)
         if path == "/":
             return _reply(start_response, "200 OK", LANDING_PAGE, "text/html; charset=utf-8")
         if path == "/-/healthy":
@@ -65,6 +66,24 @@ def make_app(
         return _reply(start_response, "404 Not Found", b"Not Found\n")
 
     return app
+
+
+def _metrics(exposition: Exposition, environ: Environ, start_response: StartResponse) -> list[bytes]:
+    method = environ.get("REQUEST_METHOD", "GET")
+    if method == "OPTIONS":
+        start_response("200 OK", [("Allow", "OPTIONS,GET"), ("Content-Length", "0")])
+        return [b""]
+    if method != "GET":
+        start_response("405 Method Not Allowed", [("Allow", "OPTIONS,GET"), ("Content-Length", "0")])
+        return [b""]
+    names = parse_qs(environ.get("QUERY_STRING", "")).get("name[]", [])
+    body, content_type = exposition.render(environ.get("HTTP_ACCEPT"), names)
+    headers = [("Content-Type", content_type)]
+    if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING") or ""):
+        body = gzip.compress(body)
+        headers.append(("Content-Encoding", "gzip"))
+    start_response("200 OK", [*headers, ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def _reply(

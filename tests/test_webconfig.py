@@ -30,6 +30,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CollectorRegistry
 
 from exporter.config import ConfigError
+from exporter.exposition import Exposition
+from exporter.poller import Snapshots
 from exporter.server import MetricsServer, make_app
 from exporter.webconfig import BasicAuth, WebConfig, load_web_config, parse_web_config, wrap_app
 
@@ -196,8 +198,8 @@ def serve(configs: dict[str, Path]) -> Iterator[Any]:
 
     def start(name: str | WebConfig, auth: BasicAuth | None = None) -> tuple[str, WebConfig]:
         web = load_web_config(str(configs[name])) if isinstance(name, str) else name
-        registry = CollectorRegistry()
-        app = wrap_app(make_app(registry, lambda: True), web, auth)
+        exposition = Exposition(Snapshots([]), CollectorRegistry())
+        app = wrap_app(make_app(exposition, lambda: True), web, auth)
         sans = web.tls.client_allowed_sans if web.tls else ()
         server = MetricsServer("127.0.0.1", 0, app, web.ssl_context, sans)
         server.start()

@@ -1,0 +1,166 @@
+"""/metrics through the real server: the cached snapshot part and the fresh process part.
+
+The body must be byte for byte what one registry of every collector renders, a newly published
+snapshot must show on the very next scrape, and the fresh collectors must run on every scrape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
+
+from exporter.collector import SessionCollector
+from exporter.config import DEFAULT_BUCKETS
+from exporter.exposition import MAX_CACHED_FORMATS, Exposition
+from exporter.poller import Snapshots, SpaceSnapshot
+from exporter.server import MetricsServer, make_app
+from exporter.state import Activity
+
+OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+ACTIVE = 'signalwire_video_room_sessions_active{fps="30",quality="720p",space="s"}'
+
+
+class Constant(Collector):
+    """A fresh-part collector whose output never changes."""
+
+    def collect(self) -> Iterator[Metric]:
+        gauge = GaugeMetricFamily("test_constant", "Always 7.")
+        gauge.add_metric([], 7.0)
+        yield gauge
+
+
+class Ticker(Collector):
+    """A fresh-part collector that counts how often it was collected."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+
+    def collect(self) -> Iterator[Metric]:
+        self.ticks += 1
+        yield CounterMetricFamily("test_ticks", "Collections so far.", value=self.ticks)
+
+
+def snapshot(active: int) -> SpaceSnapshot:
+    return SpaceSnapshot("s", polled=True, up=True, activity=Activity(active={("720p", "30"): active}))
+
+
+@pytest.fixture
+def snapshots() -> Snapshots:
+    snaps = Snapshots(["s"])
+    snaps.publish(snapshot(1))
+    return snaps
+
+
+def serve(exposition: Exposition) -> MetricsServer:
+    server = MetricsServer("127.0.0.1", 0, make_app(exposition, lambda: True))
+    server.start()
+    return server
+
+
+def scrape(server: MetricsServer, accept: str | None = None, query: str = "") -> httpx.Response:
+    headers = {"Accept": accept} if accept else {}
+    response = httpx.get(f"http://127.0.0.1:{server.port}/metrics{query}", headers=headers, timeout=5)
+    assert response.status_code == 200
+    return response
+
+
+@pytest.mark.parametrize(
+    ("accept", "encoder"), [(None, generate_latest), (OPENMETRICS, generate_openmetrics)]
+)
+def test_body_is_what_one_registry_of_every_collector_renders(snapshots: Snapshots, accept, encoder) -> None:  # type: ignore[no-untyped-def]
+    collector = SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False)
+    server = serve(Exposition(snapshots, collector, [Constant()]))
+    try:
+        first, second = scrape(server, accept).content, scrape(server, accept).content  # second: cached
+    finally:
+        server.stop()
+    whole = CollectorRegistry()
+    whole.register(collector)
+    whole.register(Constant())
+    assert first == second == encoder(whole)
+    if accept:
+        assert first.count(b"# EOF") == 1 and first.endswith(b"\n# EOF\n")
+        names = {family.name for family in text_string_to_metric_families(first.decode())}
+        assert {"signalwire_video_room_sessions_active", "test_constant"} <= names
+
+
+@pytest.mark.parametrize("accept", [None, OPENMETRICS])
+def test_a_new_snapshot_shows_on_the_next_scrape(snapshots: Snapshots, accept: str | None) -> None:
+    collector = SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False)
+    server = serve(Exposition(snapshots, collector))
+    try:
+        assert f"{ACTIVE} 1.0\n" in scrape(server, accept).text
+        assert f"{ACTIVE} 1.0\n" in scrape(server, accept).text
+        snapshots.publish(snapshot(5))
+        assert f"{ACTIVE} 5.0\n" in scrape(server, accept).text
+    finally:
+        server.stop()
+
+
+def test_fresh_collectors_run_on_every_scrape_while_the_snapshot_part_is_reused(snapshots: Snapshots) -> None:
+    collector, ticker = SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False), Ticker()
+    server = serve(Exposition(snapshots, collector, [ticker]))
+    try:
+        bodies = [scrape(server).text for _ in range(3)]
+    finally:
+        server.stop()
+    ticks = [float(body.rsplit("test_ticks_total ", 1)[1]) for body in bodies]
+    assert ticks[1] == ticks[0] + 1 and ticks[2] == ticks[1] + 1  # one collection per scrape
+    assert len({body.split("# HELP test_ticks")[0] for body in bodies}) == 1
+
+
+def test_name_filter_returns_only_the_named_families(snapshots: Snapshots) -> None:
+    collector = SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False)
+    server = serve(Exposition(snapshots, collector, [Constant()]))
+    try:
+        text = scrape(server, query="?name[]=signalwire_video_up&name[]=test_constant").text
+    finally:
+        server.stop()
+    assert sorted(text.splitlines()) == sorted(  # the order of collectors is prometheus_client's
+        [
+            "# HELP signalwire_video_up 1 if the latest poll of the space succeeded.",
+            "# TYPE signalwire_video_up gauge",
+            'signalwire_video_up{space="s"} 1.0',
+            "# HELP test_constant Always 7.",
+            "# TYPE test_constant gauge",
+            "test_constant 7.0",
+        ]
+    )
+
+
+def test_many_accept_variants_each_get_their_own_format(snapshots: Snapshots) -> None:
+    """More variants than are cached: each still gets its Content-Type and a matching body."""
+    collector = SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False)
+    server = serve(Exposition(snapshots, collector))
+    try:
+        for minor in range(MAX_CACHED_FORMATS + 3):
+            for _ in range(2):
+                om = scrape(server, f"application/openmetrics-text;version=1.{minor}.0")
+                assert om.headers["content-type"].startswith(
+                    f"application/openmetrics-text; version=1.{minor}.0"
+                )
+                assert om.text.endswith("# EOF\n")
+                text = scrape(server)
+                assert text.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+                assert "# EOF" not in text.text
+    finally:
+        server.stop()
+
+
+def test_only_get_and_options_are_allowed(snapshots: Snapshots) -> None:
+    server = serve(Exposition(snapshots, SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False)))
+    url = f"http://127.0.0.1:{server.port}/metrics"
+    try:
+        options = httpx.options(url, timeout=5)
+        post = httpx.post(url, timeout=5)
+    finally:
+        server.stop()
+    assert (options.status_code, options.headers["allow"]) == (200, "OPTIONS,GET")
+    assert (post.status_code, post.headers["allow"]) == (405, "OPTIONS,GET")
