@@ -19,7 +19,8 @@ from __future__ import annotations
 import bisect
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple
+
+import msgspec
 
 from .models import COMPLETED, FPS_LABELS, QUALITY_LABELS, RoomSession
 
@@ -39,9 +40,10 @@ KEYS: tuple[Key, ...] = tuple((q, f) for q in QUALITY_LABELS for f in FPS_LABELS
 _SHARED_KEYS = {key: key for key in KEYS}  # one tuple per key instead of one per session
 
 
-class Live(NamedTuple):
-    """What accounting keeps of one in-progress session: about a fifth of the decoded record,
-    so a poll holds 100k of them without holding 100k records."""
+class Live(msgspec.Struct, frozen=True, gc=False):
+    """What accounting keeps of one in-progress session: about a tenth of the decoded record,
+    so a poll holds 100k of them without holding 100k records. Not tracked by the garbage
+    collector (no field can form a cycle), like :class:`RoomSession`."""
 
     created: float
     key: Key | None  # (quality, fps) label values; None when its numbers are invalid (not shown)
@@ -244,10 +246,14 @@ def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accoun
                 _add(work.skipped, "malformed")
 
     activity = _activity(active, work, settings)
+    tracked = {sid: live.created for sid, live in active.items()}  # not merged into a new dict:
+    for extra in (deferred, tracked_malformed):  # copying 100k entries holds the GIL for ms
+        for sid, created in extra.items():
+            tracked.setdefault(sid, created)
     new = replace(
         acc,
         last_success=obs.started,
-        tracked={**tracked_malformed, **deferred, **{sid: live.created for sid, live in active.items()}},
+        tracked=tracked,
         rooms=tuple(work.rooms),
         totals=Totals(work.completed, work.cost, work.durations, work.room_cost, work.skipped),
     )
