@@ -184,7 +184,7 @@ class PollDriver:
 
 # Instrumentation for the split: wraps the exporter's functions in this process.
 DECODE = Probe((exporter.api, "decode_page"), (exporter.api, "decode_session"))
-AGGREGATE = Probe((exporter.poller, "apply"))
+AGGREGATE = Probe((exporter.poller, "summarize"), (exporter.poller, "apply"))
 
 
 def run_polls(
