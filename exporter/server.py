@@ -99,6 +99,10 @@ class _TLSServer(ThreadingWSGIServer):
 
     ssl_context: ssl.SSLContext | None = None
     allowed_sans: tuple[str, ...] = ()
+    # socketserver's default listen backlog is 5: a burst of scrapes (several Prometheus
+    # servers, or 20 clients at once) overflowed it, and the kernel dropped the excess SYNs,
+    # which clients only retry after a second.
+    request_queue_size = socket.SOMAXCONN
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         if self.ssl_context is None:

@@ -6,6 +6,7 @@ snapshot must show on the very next scrape, and the fresh collectors must run on
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import httpx
@@ -164,3 +165,24 @@ def test_only_get_and_options_are_allowed(snapshots: Snapshots) -> None:
         server.stop()
     assert (options.status_code, options.headers["allow"]) == (200, "OPTIONS,GET")
     assert (post.status_code, post.headers["allow"]) == (405, "OPTIONS,GET")
+
+
+def test_a_burst_of_connections_waits_in_the_backlog_instead_of_being_dropped(snapshots: Snapshots) -> None:
+    """50 clients connect while the server accepts nothing (busy); once it runs, each is answered.
+
+    With socketserver's default backlog of 5 the kernel drops the excess handshakes, and a
+    client retries only after a second.
+    """
+    server = MetricsServer("127.0.0.1", 0, make_app(Exposition(snapshots, Constant()), lambda: True))
+    clients = [socket.create_connection(("127.0.0.1", server.port), timeout=0.5) for _ in range(50)]
+    server.start()
+    try:
+        for client in clients:
+            client.settimeout(10)
+            client.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        answers = [client.makefile("rb").readline() for client in clients]
+    finally:
+        for client in clients:
+            client.close()
+        server.stop()
+    assert answers == [b"HTTP/1.0 200 OK\r\n"] * 50
