@@ -17,7 +17,7 @@ throughput under 20 scraping clients while polls run (default labels, and 500 ro
 the poll wall time without and with scrapers. The same workloads go through the comparison
 baseline ``bench/naive_exporter.py``, and the report gives the ratios.
 
-    python bench/perf.py            # full run: 1k, 10k, 100k (about 11 minutes on 2 cores)
+    python bench/perf.py            # full run: 1k, 10k, 100k (about 15 minutes on 2 cores)
     python bench/perf.py --quick    # smoke run: 1k and 5k, few polls (about 3 minutes)
 
 The report (markdown) goes to stdout, progress to stderr. Benchmark only: run by hand, never
@@ -661,7 +661,7 @@ def print_report(report: Report) -> None:
                         ph.name,
                         fmt(median(lat), 1),
                         fmt(p99(lat), 1),
-                        fmt(p99(during), 1),
+                        f"{fmt(p99(during), 1)} ({len(during)})" if during else "n/a",
                         f"{ph.throughput:.0f}" if ph.scrapes else "",
                         str(ph.errors) if ph.scrapes else "",
                         f"{100 * ph.load_cpu / ph.seconds:.0f}%" if ph.scrapes else "",
@@ -676,7 +676,7 @@ def print_report(report: Report) -> None:
             "load",
             "p50",
             "p99",
-            "p99 during polls",
+            "p99 during polls (scrapes)",
             "scrapes/s",
             "errors",
         ]
@@ -789,7 +789,7 @@ def main() -> int:
     args.sizes = args.sizes or ([1000, 5000] if args.quick else [1000, 10_000, 100_000])
     args.polls = args.polls or (2 if args.quick else 3)
     args.warmup = 1 if args.quick else 2
-    args.phase = 4.0 if args.quick else 12.0  # seconds per /metrics load phase
+    args.phase = 4.0 if args.quick else 30.0  # seconds per /metrics load phase (~200 paced during polls)
     args.process_polls = 2 if args.quick else 3
     args.scrape_size = max(args.sizes)
     args.multi_size = max(args.sizes)
