@@ -41,7 +41,7 @@ _SHARED_KEYS = {key: key for key in KEYS}  # one tuple per key instead of one pe
 
 
 class Live(msgspec.Struct, frozen=True, gc=False):
-    """What accounting keeps of one in-progress session: about a tenth of the decoded record,
+    """What accounting keeps of one in-progress session: about a fifth of the decoded record,
     so a poll holds 100k of them without holding 100k records. Not tracked by the garbage
     collector (no field can form a cycle), like :class:`RoomSession`."""
 
