@@ -7,7 +7,7 @@ snapshot must show on the very next scrape, and the fresh collectors must run on
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -35,6 +35,17 @@ class Constant(Collector):
         gauge = GaugeMetricFamily("test_constant", "Always 7.")
         gauge.add_metric([], 7.0)
         yield gauge
+
+
+class Counting(Collector):
+    """Another collector, counting how often it was collected."""
+
+    def __init__(self, inner: Collector) -> None:
+        self.inner, self.collections = inner, 0
+
+    def collect(self) -> Iterator[Metric]:
+        self.collections += 1
+        yield from self.inner.collect()
 
 
 class Ticker(Collector):
@@ -73,9 +84,11 @@ def scrape(server: MetricsServer, accept: str | None = None, query: str = "") ->
 
 
 @pytest.mark.parametrize(
-    ("accept", "encoder"), [(None, generate_latest), (OPENMETRICS, generate_openmetrics)]
+    ("accept", "encoder"), [(None, generate_latest), (OPENMETRICS, generate_openmetrics)], ids=["text", "om"]
 )
-def test_body_is_what_one_registry_of_every_collector_renders(snapshots: Snapshots, accept, encoder) -> None:  # type: ignore[no-untyped-def]
+def test_body_is_what_one_registry_of_every_collector_renders(
+    snapshots: Snapshots, accept: str | None, encoder: Callable[[CollectorRegistry], bytes]
+) -> None:
     collector = SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False)
     server = serve(Exposition(snapshots, collector, [Constant()]))
     try:
@@ -106,8 +119,9 @@ def test_a_new_snapshot_shows_on_the_next_scrape(snapshots: Snapshots, accept: s
 
 
 def test_fresh_collectors_run_on_every_scrape_while_the_snapshot_part_is_reused(snapshots: Snapshots) -> None:
-    collector, ticker = SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False), Ticker()
-    server = serve(Exposition(snapshots, collector, [ticker]))
+    counting = Counting(SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False))
+    server = serve(Exposition(snapshots, counting, [Ticker()]))
+    before = counting.collections  # the name[] registry collects once when registering
     try:
         bodies = [scrape(server).text for _ in range(3)]
     finally:
@@ -115,6 +129,7 @@ def test_fresh_collectors_run_on_every_scrape_while_the_snapshot_part_is_reused(
     ticks = [float(body.rsplit("test_ticks_total ", 1)[1]) for body in bodies]
     assert ticks[1] == ticks[0] + 1 and ticks[2] == ticks[1] + 1  # one collection per scrape
     assert len({body.split("# HELP test_ticks")[0] for body in bodies}) == 1
+    assert counting.collections == before + 1  # the snapshot part: rendered once, then reused
 
 
 def test_name_filter_returns_only_the_named_families(snapshots: Snapshots) -> None:

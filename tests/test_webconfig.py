@@ -14,7 +14,7 @@ import shutil
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,7 @@ def _cert(
     issuer_key: ec.EllipticCurvePrivateKey,
     *,
     ca: bool = False,
-    sans: list[x509.GeneralName] | None = None,
+    sans: Sequence[x509.GeneralName] | None = None,
     usage: Any = None,
 ) -> x509.Certificate:
     now = datetime.datetime.now(datetime.UTC)
@@ -118,7 +118,7 @@ def _issue(
     subject: str,
     issuer: str,
     issuer_key: ec.EllipticCurvePrivateKey,
-    sans: list[x509.GeneralName],
+    sans: Sequence[x509.GeneralName],
     usage: Any,
 ) -> None:
     """A leaf certificate with a new key, written to ``path`` and ``path`` with suffix ``.key``."""
