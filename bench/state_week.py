@@ -326,8 +326,9 @@ def main(argv: list[str] | None = None) -> int:
             for session in world.advance(started):
                 if session.end_ts > T0 - 1:  # README: sessions that ended before start are not counted
                     expected.add(session, settings.buckets)
-            in_progress = summarize(world.in_progress(), settings.rooms_enabled)
-            vanished = {sid: c for sid, c in acc.tracked.items() if sid not in in_progress}
+            in_progress = world.in_progress()
+            listed = {s.id for s in in_progress}
+            vanished = {sid: c for sid, c in acc.tracked.items() if sid not in listed}
             floor = started - settings.max_backfill - args.lookback
             completed, pages = world.walk_completed(max(floor, acc.horizon(args.lookback)))
             # long sessions beyond the walk: the poller GETs each and reads its room's listing
@@ -338,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             world.prune()
 
             tick = time.perf_counter()
-            acc, _activity = apply(acc, Observation(float(started), in_progress, completed), settings)
+            summary = summarize(in_progress, settings.rooms_enabled)  # the poller's share of aggregation
+            acc, _activity = apply(acc, Observation(float(started), summary, completed), settings)
             tock = time.perf_counter()
             statefile.save(SPACE, acc)
             save_s += time.perf_counter() - tock
