@@ -1,8 +1,9 @@
 """COMPARISON BASELINE for bench/perf.py. NOT part of the exporter; do not deploy it.
 
 This is what a user would write from SignalWire's reference example for "List Room Sessions"
-(``../shared/api/list-room-sessions.md``: ``requests.get(url, headers={"Authorization": "Basic ..."})``
-and ``response.json()``), grown into an exporter the plain way:
+(<https://signalwire.com/docs/apis/video/room-sessions/list-room-sessions>:
+``requests.get(url, headers={"Authorization": "Basic ..."})`` and ``response.json()``), grown into
+an exporter the plain way:
 
 - the stdlib's ``urllib`` in place of ``requests`` (not installed here): the same pattern, a new
   connection per request and the JSON decoded into dicts;

@@ -13,8 +13,8 @@
   and the rendered web config accepted by the exporter and by ``promtool check web-config`` once the
   files are laid out as the pod's projected volume would hold them.
 
-Helm comes from ``shared/tools/install-helm`` (beside the checkout). Without Helm, or without
-``kubernetes-validate``, the tests are skipped, unless ``CI`` is set: then they fail.
+Helm is the one on the ``PATH``, or else the one ``scripts/install-helm`` installs. Without Helm, or
+without ``kubernetes-validate``, the tests are skipped, unless ``CI`` is set: then they fail.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import shutil
 import ssl
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,6 @@ from exporter.config import parse_config
 from exporter.webconfig import load_web_config
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
 CHART = ROOT / "helm" / "signalwire-video-exporter"
 CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
 K8S_VERSION = "1.30.0"
@@ -73,15 +71,10 @@ def helm() -> str:
     found = shutil.which("helm")
     if found:
         return found
-    installer = SHARED / "tools" / "install-helm"
-    dest = Path(tempfile.gettempdir()) / "signalwire-video-exporter-helm"
-    if not installer.exists():
-        _unavailable(f"helm is not installed and {installer} is missing")
-    proc = subprocess.run(
-        [str(installer), str(dest)], capture_output=True, text=True, timeout=600, check=False
-    )
+    installer = ROOT / "scripts" / "install-helm"
+    proc = subprocess.run([str(installer)], capture_output=True, text=True, timeout=600, check=False)
     if proc.returncode != 0:
-        _unavailable(f"could not install helm with {installer}: {proc.stderr.strip()[-500:]}")
+        _unavailable(f"helm is not installed and scripts/install-helm failed: {proc.stderr.strip()[-500:]}")
     return proc.stdout.strip().splitlines()[-1]
 
 

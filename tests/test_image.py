@@ -1,7 +1,7 @@
 """The container image, built from the real Dockerfile without a Docker engine.
 
-``shared/tools/build-image`` builds it with ``buildah bud --isolation=chroot`` on a local Debian
-bookworm base made with debootstrap (passed as ``BASE_IMAGE``) and runs commands in it as its USER.
+``scripts/build-image`` builds it with ``buildah bud --isolation=chroot`` on a local Debian bookworm
+base made with debootstrap (passed as ``BASE_IMAGE``) and runs commands in it as its USER.
 The exporter then runs from the image's filesystem in ``--demo --once`` mode, as UID 65534, and once
 more with the image's root filesystem mounted read-only.
 """
@@ -24,7 +24,7 @@ import pytest
 import exporter
 
 ROOT = Path(__file__).resolve().parent.parent
-TOOL = Path(__file__).resolve().parents[2] / "shared" / "tools" / "build-image"
+BUILD_IMAGE = ROOT / "scripts" / "build-image"
 TAG = "localhost/signalwire-video-exporter:test"
 UID = 65534
 UP = 'signalwire_video_up{space="demo"} 1.0'
@@ -37,23 +37,14 @@ def _report(message: str) -> None:
 
 @pytest.fixture(scope="module")
 def image() -> str:
-    missing = [
-        name for name, ok in (("buildah", shutil.which("buildah")), (str(TOOL), TOOL.is_file())) if not ok
-    ]
+    missing = [tool for tool in ("buildah", "debootstrap") if shutil.which(tool) is None]
     if missing:
-        reason = f"image build needs {' and '.join(missing)} (apt-get install buildah debootstrap)"
+        reason = f"the image build needs {' and '.join(missing)} (apt-get install buildah debootstrap)"
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    # buildah's default OCI format has no HEALTHCHECK; the Docker format keeps it, as docker build does.
-    env = {**os.environ, "BUILDAH_FORMAT": "docker"}
-    # Untag the previous test image first so that rebuilding leaves no dangling image behind
-    # (the cached base image stays).
-    subprocess.run(["buildah", "rmi", TAG], capture_output=True, timeout=60)
     start = time.monotonic()
-    proc = subprocess.run(
-        [str(TOOL), "build", str(ROOT), TAG], capture_output=True, text=True, timeout=900, env=env
-    )
+    proc = subprocess.run([str(BUILD_IMAGE), "build", TAG], capture_output=True, text=True, timeout=900)
     _report(f"build took {time.monotonic() - start:.1f}s (base image included if it was not cached)")
     assert proc.returncode == 0, f"image build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     return TAG
@@ -62,7 +53,7 @@ def image() -> str:
 def _run(tag: str, *cmd: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     start = time.monotonic()
     proc = subprocess.run(
-        [str(TOOL), "run", tag, "--", *cmd], capture_output=True, text=True, timeout=timeout
+        [str(BUILD_IMAGE), "run", tag, "--", *cmd], capture_output=True, text=True, timeout=timeout
     )
     _report(f"run {cmd[0]} took {time.monotonic() - start:.1f}s")
     return proc
