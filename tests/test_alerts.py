@@ -1,10 +1,10 @@
 """Alerting rules: ``promtool check rules`` / ``promtool test rules``, required labels and annotations,
-a README runbook section per alert, and the literals the chart's PrometheusRule template replaces."""
+a runbook in docs/alerts.md per alert (its runbook_url), and the literals the chart's PrometheusRule
+template replaces."""
 
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -13,11 +13,15 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.test_docs import anchors
+
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "helm" / "signalwire-video-exporter"
 RULES = CHART / "files" / "alerts.rules.yaml"
 TEMPLATE = CHART / "templates" / "prometheusrule.yaml"
 UNIT_TESTS = sorted((ROOT / "tests" / "rules").glob("*.yaml"))
+RUNBOOKS = ROOT / "docs" / "alerts.md"
+RUNBOOK_BASE = yaml.safe_load((CHART / "values.yaml").read_text())["prometheusRule"]["runbookBaseUrl"]
 
 # alert -> literal in its expr that templates/prometheusrule.yaml replaces with a chart value
 TEMPLATE_LITERALS = {
@@ -26,6 +30,12 @@ TEMPLATE_LITERALS = {
     "SignalWireVideoDataStale": " > 300",
     "SignalWireVideoLongSession": " > 14400",
     "SignalWireVideoCostPerHourHigh": " > 10",
+}
+# alert -> the threshold as its description states it, replaced by the same chart value
+DESCRIPTION_LITERALS = {
+    "SignalWireVideoDataStale": "more than 300 s",
+    "SignalWireVideoLongSession": "more than 14400 s",
+    "SignalWireVideoCostPerHourHigh": "more than $10",
 }
 REQUIRED_ALERTS = {
     "SignalWireVideoExporterDown",
@@ -92,13 +102,28 @@ def test_every_rule_has_severity_summary_description() -> None:
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
         assert rule["annotations"]["summary"].strip(), rule["alert"]
         assert rule["annotations"]["description"].strip(), rule["alert"]
-        assert rule["annotations"]["runbook"] == f"README.md#{rule['alert'].lower()}"
+        # the chart's default base, so the plain file and the PrometheusRule link the same page
+        assert rule["annotations"]["runbook_url"] == f"{RUNBOOK_BASE}#{rule['alert'].lower()}"
 
 
-def test_every_alert_has_a_readme_runbook_section() -> None:
-    headings = set(re.findall(r"^#### (\S+)\s*$", (ROOT / "README.md").read_text(), re.MULTILINE))
-    missing = {rule["alert"] for rule in _rules()} - headings
-    assert missing == set(), "README.md lacks a '#### <AlertName>' runbook section for these"
+def test_default_runbook_base_is_docs_alerts_md_of_the_chart_sources() -> None:
+    (repository,) = yaml.safe_load((CHART / "Chart.yaml").read_text())["sources"]
+    assert f"{repository}/blob/main/docs/alerts.md" == RUNBOOK_BASE
+
+
+def test_every_runbook_url_points_at_a_heading_of_docs_alerts_md() -> None:
+    headings = anchors(RUNBOOKS.read_text())
+    for rule in _rules():
+        fragment = rule["annotations"]["runbook_url"].partition("#")[2]
+        assert fragment in headings, f"docs/alerts.md has no heading #{fragment} ({rule['alert']})"
+
+
+def test_descriptions_state_the_thresholds_the_chart_replaces() -> None:
+    """Each such description states, once, the number its expr compares against."""
+    descriptions = {rule["alert"]: rule["annotations"]["description"] for rule in _rules()}
+    for alert, literal in DESCRIPTION_LITERALS.items():
+        assert descriptions[alert].count(literal) == 1, alert
+        assert TEMPLATE_LITERALS[alert].split()[-1] in literal
 
 
 def test_job_is_only_named_where_the_target_itself_is_checked() -> None:
@@ -111,10 +136,14 @@ def test_template_literals_are_in_the_rules_and_the_template() -> None:
     """The chart replaces these literals per alert: each must occur exactly once in that alert's expr."""
     exprs = {rule["alert"]: rule["expr"] for rule in _rules()}
     template = TEMPLATE.read_text()
+    assert 'replace "job=\\"signalwire-video-exporter\\""' in template
     for alert, literal in TEMPLATE_LITERALS.items():
         assert exprs[alert].count(literal) == 1, (alert, literal)
-        assert alert in template or "signalwire-video-exporter" in literal
-        assert literal.replace('"', '\\"') in template or literal in template, literal
+        if alert in DESCRIPTION_LITERALS:  # "<alert>" (list <default> <chart value> "<description format>")
+            default = literal.split()[-1]
+            (line,) = [line for line in template.splitlines() if f'"{alert}" (list {default} ' in line]
+            description_format = DESCRIPTION_LITERALS[alert].replace(default, "%v")
+            assert line.rstrip(" }").endswith(f'"{description_format}")'), line
 
 
 def test_helm_template_renders_values(tmp_path: Path) -> None:
@@ -138,6 +167,7 @@ def test_helm_template_renders_values(tmp_path: Path) -> None:
                         "costPerHourDollars": 2.5,
                     },
                     "forDurations": {"SignalWireVideoDataStale": "7m"},
+                    "runbookBaseUrl": "https://wiki.example.com/runbooks/swv/",
                 },
             }
         )
@@ -164,10 +194,21 @@ def test_helm_template_renders_values(tmp_path: Path) -> None:
     rules = {r["alert"]: r for g in doc["spec"]["groups"] for r in g["rules"]}
     assert rules.keys() == {r["alert"] for r in _rules()}
     assert rules["SignalWireVideoTargetMissing"]["expr"] == 'absent(up{job="my-job"})'
-    assert rules["SignalWireVideoDataStale"]["expr"].endswith(" > 600")
     assert rules["SignalWireVideoDataStale"]["for"] == "7m"
-    assert rules["SignalWireVideoLongSession"]["expr"].endswith(" > 7200")
-    assert rules["SignalWireVideoCostPerHourHigh"]["expr"].endswith(" > 2.5")
+    for alert, old, new in [
+        ("SignalWireVideoDataStale", "300 s", "600 s"),
+        ("SignalWireVideoLongSession", "14400 s", "7200 s"),
+        ("SignalWireVideoCostPerHourHigh", "$10", "$2.5"),
+    ]:
+        (source,) = [r for r in _rules() if r["alert"] == alert]
+        threshold = " > " + new.strip("$ s")
+        assert rules[alert]["expr"] == source["expr"].replace(TEMPLATE_LITERALS[alert], threshold)
+        description = source["annotations"]["description"].replace(f"more than {old}", f"more than {new}")
+        assert (
+            rules[alert]["annotations"]["description"] == description != source["annotations"]["description"]
+        )
+    for alert, rule in rules.items():
+        assert rule["annotations"]["runbook_url"] == f"https://wiki.example.com/runbooks/swv#{alert.lower()}"
     assert "{{ $labels.space }}" in rules["SignalWireVideoLongSession"]["annotations"]["summary"]
     plain = tmp_path / "rendered.rules.yaml"
     plain.write_text(yaml.safe_dump({"groups": doc["spec"]["groups"]}))

@@ -1010,3 +1010,36 @@ def test_rendered_web_config_is_accepted_by_promtool(
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# --- PrometheusRule: runbook links -----------------------------------------------------------------
+
+
+def _runbook_urls(docs: list[Doc]) -> dict[str, str]:
+    rule = _one(docs, "PrometheusRule")
+    return {r["alert"]: r["annotations"]["runbook_url"] for g in rule["spec"]["groups"] for r in g["rules"]}
+
+
+def test_runbook_urls_default_to_those_of_the_rules_file(render: Any, chart: Path) -> None:
+    docs = render({"spaces": [{**SPACE, "apiToken": TOKEN}], "prometheusRule": {"enabled": True}})
+    source = yaml.safe_load((chart / "files" / "alerts.rules.yaml").read_text())
+    expected = {r["alert"]: r["annotations"]["runbook_url"] for g in source["groups"] for r in g["rules"]}
+    assert expected and _runbook_urls(docs) == expected
+
+
+def test_runbook_urls_use_runbook_base_url(render: Any) -> None:
+    base = "https://wiki.example.com/runbooks/signalwire-video"
+    prometheus_rule = {"enabled": True, "runbookBaseUrl": base + "/"}
+    docs = render({"spaces": [{**SPACE, "apiToken": TOKEN}], "prometheusRule": prometheus_rule})
+    urls = _runbook_urls(docs)
+    assert urls and urls == {alert: f"{base}#{alert.lower()}" for alert in urls}
+
+
+@pytest.mark.parametrize("url", ["docs/alerts.md", "https://wiki.example.com/runbooks#alerts", ""])
+def test_schema_rejects_a_runbook_base_url_that_is_not_a_page(
+    helm: str, chart: Path, tmp_path: Path, url: str
+) -> None:
+    values = {"spaces": [{**SPACE, "apiToken": TOKEN}], "prometheusRule": {"runbookBaseUrl": url}}
+    proc = _template(helm, chart, _values_file(tmp_path, values))
+    assert proc.returncode != 0
+    assert "runbookBaseUrl" in proc.stderr, proc.stderr
