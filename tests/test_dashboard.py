@@ -1,6 +1,7 @@
 """The Grafana dashboard against a real Prometheus: Debian's ``prometheus`` on 127.0.0.1 scrapes the
 exporter in demo mode (polling the simulator); every panel query, with the dashboard variables
-substituted, must parse and return at least one series through the Prometheus HTTP API."""
+substituted, must parse and return at least one series through the Prometheus HTTP API. A second
+demo exporter, its space relabelled ``stopped``, is stopped to show the "Exporter up" panels say so."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "helm" / "signalwire-video-exporter" / "files" / "dashboard.json"
 # Substitutions for the Grafana variables the panels use (short ranges: the test runs for seconds).
 VARIABLES = {"$__rate_interval": "30s", "${space}": "demo", "$space": "demo"}
+STOPPED_JOB = "stopped-exporter"  # scrape job of the exporter that the exporter-down test stops
 
 
 def _dashboard() -> dict[str, Any]:
@@ -38,8 +40,8 @@ def _targets(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
-def substitute(expr: str) -> str:
-    for name, value in VARIABLES.items():
+def substitute(expr: str, space: str = "demo") -> str:
+    for name, value in {**VARIABLES, "${space}": space, "$space": space}.items():
         expr = expr.replace(name, value)
     assert "$" not in expr, f"unsubstituted variable in {expr}"
     return expr
@@ -98,32 +100,42 @@ def _wait(predicate: Any, seconds: float, what: str) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+class Stack(NamedTuple):
+    url: str  # Prometheus
+    stoppable: subprocess.Popen[bytes]  # the exporter of space "stopped"
+
+
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     binary = shutil.which("prometheus")
     if binary is None:
         if os.environ.get("CI"):
             pytest.fail("prometheus is missing: .ci/run must install Debian's prometheus package")
         pytest.skip("prometheus not installed (apt-get install prometheus)")
     tmp = tmp_path_factory.mktemp("prom")
-    exporter_port, prom_port = _free_port(), _free_port()
-    (tmp / "exporter.yaml").write_text(f'server: {{listen_address: "127.0.0.1:{exporter_port}"}}\n')
+    exporter_port, stoppable_port, prom_port = _free_port(), _free_port(), _free_port()
     (tmp / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         "  - job_name: signalwire-video-exporter\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+        f"  - job_name: {STOPPED_JOB}\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{stoppable_port}']}}]\n"
+        "    metric_relabel_configs:\n"
+        "      - {source_labels: [space], regex: demo, target_label: space, replacement: stopped}\n"
     )
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "exporter", "--demo", "--config", str(tmp / "exporter.yaml")],
-                cwd=ROOT,
-                stdout=subprocess.DEVNULL,
-                stderr=(tmp / "exporter.log").open("wb"),
+        for name, port in [("exporter", exporter_port), ("stoppable", stoppable_port)]:
+            (tmp / f"{name}.yaml").write_text(f'server: {{listen_address: "127.0.0.1:{port}"}}\n')
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "exporter", "--demo", "--config", str(tmp / f"{name}.yaml")],
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                    stderr=(tmp / f"{name}.log").open("wb"),
+                )
             )
-        )
         procs.append(
             subprocess.Popen(
                 [
@@ -139,12 +151,12 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         url = f"http://127.0.0.1:{prom_port}"
 
         def enough_data() -> bool:
-            # two polls of the exporter (5 s apart) and a few scrapes: rate()/increase() have samples
+            # two polls of each exporter (5 s apart) and a few scrapes: rate()/increase() have samples
             result = query(url, "count_over_time(signalwire_video_up[1m]) >= 12")
-            return bool(result)
+            return len(result) == 2
 
-        _wait(enough_data, 60, "Prometheus to scrape the exporter")
-        yield url
+        _wait(enough_data, 60, "Prometheus to scrape the exporters")
+        yield Stack(url, procs[1])
     finally:
         for proc in reversed(procs):
             proc.terminate()
@@ -154,6 +166,11 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+@pytest.fixture(scope="module")
+def prometheus(stack: Stack) -> str:
+    return stack.url
 
 
 def query(url: str, expr: str) -> list[dict[str, Any]]:
@@ -167,7 +184,7 @@ def test_space_variable_query_finds_the_demo_space(prometheus: str) -> None:
     response = httpx.get(
         f"{prometheus}/api/v1/label/space/values", params={"match[]": "signalwire_video_up"}, timeout=10
     )
-    assert response.json()["data"] == ["demo"]
+    assert response.json()["data"] == ["demo", "stopped"]
 
 
 def test_every_panel_query_returns_series(prometheus: str) -> None:
@@ -188,3 +205,38 @@ def test_live_values_are_plausible(prometheus: str) -> None:
     assert up[0]["value"][1] == "1"
     age = query(prometheus, 'time() - signalwire_video_last_poll_success_timestamp_seconds{space="demo"}')
     assert 0 <= float(age[0]["value"][1]) < 30
+
+
+def _exporter_up_panels() -> dict[str, str]:
+    """Panel type -> query of the panels titled "Exporter up"."""
+    return {
+        panel["type"]: panel["targets"][0]["expr"]
+        for panel in _dashboard()["panels"]
+        if panel["title"] == "Exporter up"
+    }
+
+
+def _values(result: list[dict[str, Any]]) -> dict[str, str]:
+    return {series["metric"].get("space", ""): series["value"][1] for series in result}
+
+
+def test_exporter_up_panels_show_a_stopped_exporter_as_down(stack: Stack) -> None:
+    panels = _exporter_up_panels()
+    assert panels.keys() == {"stat", "timeseries"}
+    for expr in panels.values():
+        assert _values(query(stack.url, substitute(expr, "stopped"))) == {"stopped": "1"}
+
+    stack.stoppable.terminate()
+    stack.stoppable.wait(15)
+    _wait(lambda: query(stack.url, f'up{{job="{STOPPED_JOB}"}} == 0'), 30, "a failed scrape")
+    # the exporter's own series went with it: this alone would be "No data"
+    assert query(stack.url, 'signalwire_video_up{space="stopped"}') == []
+    for expr in panels.values():
+        assert _values(query(stack.url, substitute(expr, "stopped"))) == {"stopped": "0"}
+    # "All" spaces: the running exporter's space stays up beside it
+    assert _values(query(stack.url, substitute(panels["stat"], ".*"))) == {"demo": "1", "stopped": "0"}
+
+
+def test_exporter_up_stat_shows_down_when_nothing_is_scraped(prometheus: str) -> None:
+    stat = _exporter_up_panels()["stat"]
+    assert _values(query(prometheus, substitute(stat, "no-such-space"))) == {"": "0"}
