@@ -1,6 +1,6 @@
 """The API side of bench/perf.py: simulated spaces with a steady-state workload, in a child process.
 
-The child hosts one or more ``SimulatedSpace`` servers, so that their CPU is not charged to the
+The child hosts one or more ``FakeSpace`` servers, so that their CPU is not charged to the
 code measured in the parent. The parent drives it through a ``Pipe`` (:class:`SimProcess`).
 
 Workload: ``active`` sessions in progress, and every interval ``churn`` of them complete while
@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Literal
 
-from exporter.simulator import FPS_MIX, LIST_PATH, QUALITY_MIX, SimulatedSpace
+from exporter.simulator import FPS_MIX, LIST_PATH, QUALITY_MIX
+from tests.support.fake_api import FakeSpace
 
 Order = Literal["fifo", "random"]
 Endpoint = tuple[str, str, str]  # base_url, project_id, api_token
@@ -54,7 +55,7 @@ class _Space:
     def __init__(self, index: int, work: Workload, clock: Any, now: float) -> None:
         self.work, self.rng = work, random.Random(work.seed * 1000 + index)
         self.project, self.token = f"bench-{index}", f"token-{index}-{work.seed}"
-        self.sim = SimulatedSpace(self.project, self.token, clock=clock, seed=work.seed)
+        self.sim = FakeSpace(self.project, self.token, clock=clock, seed=work.seed)
         self.rooms = [f"room-{r:04d}" for r in range(work.rooms)]
         self.live: dict[str, None] = {}  # insertion order: creation order
         self._populate(now)

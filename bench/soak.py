@@ -1,6 +1,6 @@
 """Soak: the exporter process against a chaotic simulated space, scraped concurrently.
 
-Runs ``python -m exporter`` (a real process, with a state file) polling a ``SimulatedSpace`` in
+Runs ``python -m exporter`` (a real process, with a state file) polling a ``FakeSpace`` in
 this process that keeps sessions starting and ending and injects faults (429 with and without
 Retry-After, 500, 503, a non-JSON 200, connection resets, truncated bodies, bodies dripping in
 slower than the poll interval), while scraper threads fetch ``/metrics`` the whole time. At the
@@ -37,8 +37,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from exporter.config import DEFAULT_BUCKETS
-from exporter.simulator import FaultKind, SimulatedSpace
 from exporter.statefile import StateFile
+from tests.support.fake_api import FakeSpace, FaultKind
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT, TOKEN = "soak-project", "soak-token-0123456789"
@@ -114,7 +114,7 @@ class Scrapers:
             thread.join(10)
 
 
-def poll_attempts(sim: SimulatedSpace) -> int:
+def poll_attempts(sim: FakeSpace) -> int:
     """First pages of the in-progress listing requested: one per poll, plus retries of it."""
     return sum(
         1
@@ -135,7 +135,7 @@ def main() -> int:
     rng = random.Random(args.seed)
     port = free_port()
     print(f"command: {' '.join(sys.argv)}")
-    with SimulatedSpace(PROJECT, TOKEN, seed=args.seed) as sim, tempfile.TemporaryDirectory() as tmp:
+    with FakeSpace(PROJECT, TOKEN, seed=args.seed) as sim, tempfile.TemporaryDirectory() as tmp:
         config, state = Path(tmp) / "config.yaml", Path(tmp) / "state.json"
         config.write_text(
             f'server: {{listen_address: "127.0.0.1:{port}"}}\n'
@@ -190,7 +190,7 @@ def main() -> int:
         return 0 if result["equal"] else 1
 
 
-def finish(sim: SimulatedSpace, url: str, counting_start: float) -> dict[str, object]:
+def finish(sim: FakeSpace, url: str, counting_start: float) -> dict[str, object]:
     """With the chaos stopped, let clean polls pass, compare counters with the ground truth."""
     before = poll_attempts(sim)
     while poll_attempts(sim) < before + 3:

@@ -1,7 +1,9 @@
-"""An in-process simulated SignalWire space serving the Video room-sessions REST API.
+"""A simulated SignalWire space serving the Video room-sessions REST API: the backend of ``--demo``.
 
-The server is real HTTP on 127.0.0.1 (stdlib only). It backs the exporter's ``--demo`` mode and
-acts as the fake API in the test suite: sessions can be scripted, faults injected and links bent.
+Real HTTP on 127.0.0.1 (stdlib only): lists with filters and cursor pagination as the API pages
+them, GET by id, Basic auth. Sessions are scripted (``add_session``, ``complete_session``) or
+kept starting and ending by ``run_traffic``. Subclasses change how requests are answered
+through ``handler``, ``_respond`` and ``_links`` (the tests' fake API does, in ``tests/support``).
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import contextlib
 import itertools
 import json
 import random
-import socket
-import struct
 import threading
 import time
 import uuid
@@ -27,7 +27,7 @@ from functools import partial
 from http.client import responses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from operator import attrgetter
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 LIST_PATH = "/api/video/room_sessions"
@@ -48,6 +48,7 @@ ROOMS = {
     "office-hours": 50,
     "board-room": 12,
 }
+ENDED_AT_START = 3  # seeded live sessions that end the moment traffic starts: a first poll counts them
 
 Endpoint = Literal["list", "get"]
 
@@ -59,7 +60,7 @@ class _Auto(Enum):
 
 
 @dataclass(frozen=True)
-class RecordedRequest:
+class Request:
     """One request as received; ``headers`` keys are lower-cased, ``query`` keeps the last value."""
 
     method: str
@@ -67,41 +68,38 @@ class RecordedRequest:
     query: dict[str, str]
     headers: dict[str, str]
 
-
-FaultKind = Literal["respond", "reset", "truncate", "drip"]
-
-
-class _Response(NamedTuple):
-    status: int
-    body: bytes
-    headers: dict[str, str]
-    kind: FaultKind = "respond"  # how it is delivered; see SimulatedSpace.fail_next
-    delay: float = 0.0  # drip: seconds between two bytes of the body
-
-
-class _Raw(NamedTuple):
-    """A record from ``add_raw_record``: listed verbatim for ``status``, never served by GET."""
-
-    pos: tuple[float, str, int]
-    status: str
-    fixed: dict[str, Any]
+    @classmethod
+    def parse(cls, method: str, target: str, headers: Message) -> Request:
+        url = urlsplit(target)
+        received = {name.lower(): value for name, value in headers.items()}
+        return cls(method, url.path, dict(parse_qsl(url.query)), received)
 
     @property
-    def key(self) -> tuple[float, str]:
-        return self.pos[:2]
-
-    def record(self, now: float) -> dict[str, Any]:
-        return self.fixed
-
-    def served(self, name: str) -> Any:
-        return self.fixed.get(name)
+    def endpoint(self) -> Endpoint | None:
+        """``list``, ``get`` (``LIST_PATH/<id>``), or None for any other path."""
+        if self.path == LIST_PATH:
+            return "list"
+        return "get" if self.path.rpartition("/")[0] == LIST_PATH else None
 
 
-@dataclass
-class _Fault:
-    response: _Response
-    remaining: int
-    endpoint: Endpoint | None
+@dataclass(frozen=True)
+class Response:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class Entry(Protocol):
+    """Anything the lists serve: a session, or a record a subclass lists verbatim."""
+
+    @property
+    def pos(self) -> tuple[float, str, int]: ...  # (created_at, id, -order of creation)
+    @property
+    def key(self) -> tuple[float, str]: ...  # (created_at, id): the keyset the cursors use
+    @property
+    def status(self) -> str: ...
+    def record(self, now: float) -> dict[str, Any]: ...
+    def served(self, name: str) -> Any: ...
 
 
 @dataclass
@@ -111,7 +109,7 @@ class _Cursor:
 
 
 @dataclass
-class _ListQuery:
+class ListQuery:
     filters: dict[str, str]
     page_number: int
     page_size: int
@@ -178,13 +176,12 @@ class _Session:
         return self.overrides.get(name, self.base.get(name))
 
 
-_Entry = _Session | _Raw
 _Slot = tuple[str, str]  # an index: ("", "") every entry, else (filter name, value)
 _ALL: _Slot = ("", "")
 _pos, _key = attrgetter("pos"), attrgetter("key")
 
 
-def _slots(entry: _Entry) -> list[_Slot]:
+def _slots(entry: Entry) -> list[_Slot]:
     """The indexes listing ``entry``: all, its status, and its room id and name when strings."""
     slots = [_ALL, ("status", entry.status)]
     for name, field_name in (("room_id", "room_id"), ("room_name", "name")):
@@ -201,8 +198,8 @@ class _Listing:
     walked from the cursor and the remaining filters are checked entry by entry.
     """
 
-    def __init__(self, entries: Iterable[_Entry] = ()) -> None:
-        self._index: defaultdict[_Slot, list[_Entry]] = defaultdict(list)
+    def __init__(self, entries: Iterable[Entry] = ()) -> None:
+        self._index: defaultdict[_Slot, list[Entry]] = defaultdict(list)
         for entry in entries:
             for slot in _slots(entry):
                 self._index[slot].append(entry)
@@ -210,31 +207,31 @@ class _Listing:
             rows.sort(key=_pos)
 
     @property
-    def all(self) -> list[_Entry]:
+    def all(self) -> list[Entry]:
         return self._index[_ALL]
 
-    def add(self, entry: _Entry) -> None:
+    def add(self, entry: Entry) -> None:
         for slot in _slots(entry):
             insort(self._index[slot], entry, key=_pos)
 
-    def remove(self, entry: _Entry, slots: Iterable[_Slot] | None = None) -> None:
+    def remove(self, entry: Entry, slots: Iterable[_Slot] | None = None) -> None:
         for slot in _slots(entry) if slots is None else slots:
             rows = self._index[slot]
             del rows[bisect_left(rows, entry.pos, key=_pos)]
 
-    def move(self, entry: _Entry, old_status: str) -> None:
+    def move(self, entry: Entry, old_status: str) -> None:
         """File ``entry`` under its new status."""
         if entry.status != old_status:
             self.remove(entry, [("status", old_status)])
             insort(self._index["status", entry.status], entry, key=_pos)
 
-    def page(self, filters: dict[str, str], cursor: _Cursor | None, size: int) -> tuple[list[_Entry], bool]:
+    def page(self, filters: dict[str, str], cursor: _Cursor | None, size: int) -> tuple[list[Entry], bool]:
         """One newest-first page of the entries matching ``filters`` relative to ``cursor``, and
         whether older matching entries remain."""
         exact = [(name, filters[name]) for name in ("status", "room_id", "room_name") if name in filters]
         rows = min((self._index.get(slot, []) for slot in exact), key=len, default=self.all)
 
-        def matching(indexes: range) -> Iterator[_Entry]:
+        def matching(indexes: range) -> Iterator[Entry]:
             return (rows[i] for i in indexes if _matches(rows[i], filters))
 
         if cursor is None or cursor.after:
@@ -250,30 +247,23 @@ def _iso(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
-def _json(status: int, payload: object) -> _Response:
-    return _Response(status, json.dumps(payload).encode(), {})
+def _json(status: int, payload: object) -> Response:
+    return Response(status, json.dumps(payload).encode())
 
 
-def _error(status: int) -> _Response:
+def _error(status: int) -> Response:
     return _json(status, {"error": responses.get(status, "Error")})
 
 
-def _errors_body(kind: str, code: str, message: str, attribute: str | None) -> dict[str, Any]:
+def errors_body(kind: str, code: str, message: str, attribute: str | None) -> dict[str, Any]:
+    """The API's ``{"errors": [...]}`` body (validation and rate-limit errors)."""
     item = {"type": kind, "code": code, "message": message, "attribute": attribute}
     return {"errors": [item | {"url": f"{ERROR_DOCS}#{code}"}]}
 
 
-def _invalid(attribute: str, message: str, code: str | None = None) -> _Response:
+def _invalid(attribute: str, message: str, code: str | None = None) -> Response:
     code = code or f"{attribute}_is_invalid"
-    return _json(422, _errors_body("validation_error", code, message, attribute))
-
-
-def _default_fault_body(status: int) -> dict[str, Any]:
-    if status == 422:
-        return _errors_body("validation_error", "invalid_parameter", "Invalid parameter", None)
-    if status == 429:
-        return _errors_body("rate_limit_error", "rate_limit_exceeded", "Too many requests", None)
-    return {"error": responses.get(status, "Error")}
+    return _json(422, errors_body("validation_error", code, message, attribute))
 
 
 def _encode(cursor: _Cursor) -> str:
@@ -303,7 +293,7 @@ def _parse_int(value: str) -> int | None:
         return None
 
 
-def _matches(entry: _Entry, filters: dict[str, str]) -> bool:
+def _matches(entry: Entry, filters: dict[str, str]) -> bool:
     name, room_id = entry.served("name"), entry.served("room_id")
     name = name if isinstance(name, str) else None
     pattern = filters.get("room_name_matches")
@@ -315,7 +305,7 @@ def _matches(entry: _Entry, filters: dict[str, str]) -> bool:
     )
 
 
-class _Handler(BaseHTTPRequestHandler):
+class RequestHandler(BaseHTTPRequestHandler):
     """Hands every GET to the owning space and writes back its JSON response."""
 
     protocol_version = "HTTP/1.1"
@@ -333,37 +323,24 @@ class _Handler(BaseHTTPRequestHandler):
         if self.server is not self.space._server:  # stopped: drop kept-alive connections
             self.close_connection = True
             return
-        self.space._enter()
-        try:
-            self._answer(self.space._respond(self.command, self.path, self.headers))
-        finally:
-            self.space._leave()
+        self.send(self.space._respond(Request.parse(self.command, self.path, self.headers)))
 
-    def _answer(self, response: _Response) -> None:
-        if response.kind == "reset":  # close with RST, no response at all
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-            return
-        self.send_response(response.status)
-        self.send_header("Content-Type", "application/json")
-        extra = len(response.body) + 1 if response.kind == "truncate" else 0  # promise more
-        self.send_header("Content-Length", str(len(response.body) + extra))
-        for name, value in response.headers.items():
-            self.send_header(name, value)
+    def send(self, response: Response) -> None:
+        """Write ``response``; subclasses may deliver it otherwise."""
         try:
-            self.end_headers()
-            if response.kind == "drip":
-                for i in range(len(response.body)):
-                    self.wfile.write(response.body[i : i + 1])
-                    self.wfile.flush()
-                    if self.space._stopping.wait(response.delay):
-                        break
-            else:
-                self.wfile.write(response.body)
+            self.send_head(response, len(response.body))
+            self.wfile.write(response.body)
         except (BrokenPipeError, ConnectionResetError):  # the client went away (or was killed)
             self.close_connection = True
-        if response.kind == "truncate":
-            self.close_connection = True
+
+    def send_head(self, response: Response, length: int) -> None:
+        """The status line and headers, announcing a body of ``length`` bytes."""
+        self.send_response(response.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(length))
+        for name, value in response.headers.items():
+            self.send_header(name, value)
+        self.end_headers()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Keep stderr quiet."""
@@ -374,6 +351,7 @@ class SimulatedSpace:
 
     page_size_default = 50
     page_size_max = 1000
+    handler: ClassVar[type[RequestHandler]] = RequestHandler
 
     def __init__(
         self,
@@ -382,30 +360,22 @@ class SimulatedSpace:
         *,
         clock: Callable[[], float] = time.time,
         seed: int = 0,
-        link_style: Literal["absolute", "relative"] = "absolute",
         host_name: str = "demo.signalwire.com",
     ) -> None:
         credentials = base64.b64encode(f"{project_id}:{api_token}".encode()).decode()
         self._authorization = f"Basic {credentials}"
         self._clock = clock
         self._rng = random.Random(seed)
-        self._link_style = link_style
         self._host_name = host_name
         self._lock = threading.RLock()
         self._sessions: dict[str, _Session] = {}
-        self._raw: list[_Raw] = []
         self._listing = _Listing()
         self._bulk = False  # inside bulk(): the listing is rebuilt at its end
         self._seq = itertools.count()
-        self._faults: list[_Fault] = []
         self._server: ThreadingHTTPServer | None = None
         self._traffic: threading.Thread | None = None
+        self._traffic_started: float | None = None
         self._stopping = threading.Event()
-        self.next_link_hook: Callable[[str], str | None] | None = None
-        self.requests: list[RecordedRequest] = []
-        self.latency: float = 0.0  # seconds each request waits, once recorded, before its answer
-        self.in_flight = 0  # requests being answered now
-        self.max_in_flight = 0  # the most ever answered at once
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -413,7 +383,7 @@ class SimulatedSpace:
         """Bind 127.0.0.1:``port`` (0: any free port), serve in a daemon thread; return base_url."""
         if self._server is not None:
             raise RuntimeError("simulated space already started")
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), partial(_Handler, space=self))
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), partial(self.handler, space=self))
         name = f"simulated-space-{self._server.server_address[1]}"
         serve = partial(self._server.serve_forever, poll_interval=0.05)  # prompt shutdown()
         threading.Thread(target=serve, name=name, daemon=True).start()
@@ -489,10 +459,9 @@ class SimulatedSpace:
             session = _Session(id or str(uuid.uuid4()), created, start, base, overrides, next(self._seq))
             replaced = self._sessions.get(session.id)
             self._sessions[session.id] = session
-            if not self._bulk:
-                if replaced is not None:
-                    self._listing.remove(replaced)
-                self._listing.add(session)
+            if replaced is not None:
+                self._unfile(replaced)
+            self._file(session)
         return session.id
 
     def complete_session(
@@ -513,21 +482,6 @@ class SimulatedSpace:
             session.cost = cost_in_dollars
             self._changed(session, old_status)
 
-    def reopen_session(self, session_id: str) -> None:
-        """Put a completed session back in progress (an API that flips its status back)."""
-        with self._lock:
-            session = self._sessions[session_id]
-            old_status = session.status
-            session.end_time = None
-            self._changed(session, old_status)
-
-    def delete_session(self, session_id: str) -> None:
-        """Remove a session: absent from lists and 404 on GET."""
-        with self._lock:
-            session = self._sessions.pop(session_id)
-            if not self._bulk:
-                self._listing.remove(session)
-
     @contextmanager
     def bulk(self) -> Iterator[None]:
         """Hold requests while sessions are scripted in bulk; the listing is re-sorted once at the end.
@@ -540,109 +494,40 @@ class SimulatedSpace:
                 yield
             finally:
                 self._bulk = False
-                self._listing = _Listing(itertools.chain(self._sessions.values(), self._raw))
+                self._listing = _Listing(self._entries())
+
+    def _entries(self) -> Iterable[Entry]:
+        """Everything the lists serve; subclasses may list more than sessions."""
+        return self._sessions.values()
+
+    def _file(self, entry: Entry) -> None:
+        """List a new ``entry`` (call with the lock held); inside ``bulk()``, at its end."""
+        if not self._bulk:
+            self._listing.add(entry)
+
+    def _unfile(self, entry: Entry) -> None:
+        """Take ``entry`` off the lists (call with the lock held)."""
+        if not self._bulk:
+            self._listing.remove(entry)
 
     def _changed(self, session: _Session, old_status: str) -> None:
         session.changed()
         if not self._bulk:
             self._listing.move(session, old_status)
 
-    def add_raw_record(
-        self, record: dict[str, Any], status: str = "completed", created_at: float | None = None
-    ) -> None:
-        """Serve ``record`` verbatim in lists (unfiltered or for ``status``); never on GET."""
-        raw_id = record.get("id")
-        sort_id = raw_id if isinstance(raw_id, str) else str(uuid.uuid4())
-        created = self._clock() if created_at is None else created_at
-        with self._lock:
-            raw = _Raw((created, sort_id, -next(self._seq)), status, record)
-            self._raw.append(raw)
-            if not self._bulk:
-                self._listing.add(raw)
-
-    def sessions(self) -> list[dict[str, Any]]:
-        """Ground truth: every session's record as the list endpoint serves it now, newest first.
-
-        Raw records from ``add_raw_record`` are not sessions and are left out.
-        """
-        with self._lock:
-            now = self._clock()
-            return [dict(e.record(now)) for e in reversed(self._listing.all) if isinstance(e, _Session)]
-
-    def fail_next(
-        self,
-        status: int,
-        *,
-        body: bytes | dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-        times: int = 1,
-        endpoint: Endpoint | None = None,
-        kind: FaultKind = "respond",
-        delay: float = 0.1,
-    ) -> None:
-        """Answer the next ``times`` matching requests with this response, before even auth.
-
-        ``kind`` is how it is delivered: ``respond`` normally; ``reset`` closes the connection
-        without any response (TCP RST); ``truncate`` announces one byte more than the body
-        (Content-Length) and closes after the body; ``drip`` sends the body one byte every
-        ``delay`` seconds.
-        """
-        payload = _default_fault_body(status) if body is None else body
-        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        response = _Response(status, data, headers or {}, kind, delay)
-        with self._lock:
-            self._faults.append(_Fault(response, times, endpoint))
-
-    def clear_faults(self) -> None:
-        """Forget every fault not yet served."""
-        with self._lock:
-            self._faults.clear()
-
-    def _enter(self) -> None:
-        with self._lock:
-            self.in_flight += 1
-            self.max_in_flight = max(self.max_in_flight, self.in_flight)
-
-    def _leave(self) -> None:
-        with self._lock:
-            self.in_flight -= 1
-
     # --- HTTP ------------------------------------------------------------------------------
 
-    def _respond(self, method: str, target: str, headers: Message) -> _Response:
-        url = urlsplit(target)
-        query = dict(parse_qsl(url.query))
-        received = {name.lower(): value for name, value in headers.items()}
-        endpoint: Endpoint | None = None
-        if url.path == LIST_PATH:
-            endpoint = "list"
-        elif url.path.startswith(LIST_PATH + "/") and "/" not in url.path[len(LIST_PATH) + 1 :]:
-            endpoint = "get"
-        with self._lock:
-            self.requests.append(RecordedRequest(method, url.path, query, received))
-            fault = self._take_fault(endpoint)
-        if self.latency > 0:  # outside the lock: other requests and scripted changes go on
-            time.sleep(self.latency)
-        if fault is not None:
-            return fault
-        if headers.get("Authorization") != self._authorization:
+    def _respond(self, request: Request) -> Response:
+        """The answer to one request; subclasses may answer otherwise."""
+        if request.headers.get("authorization") != self._authorization:
             return _error(401)
-        if endpoint == "list":
-            return self._list(query)
-        if endpoint == "get":
-            return self._get(url.path.rsplit("/", 1)[1])
+        if request.endpoint == "list":
+            return self._list(request.query)
+        if request.endpoint == "get":
+            return self._get(request.path.rsplit("/", 1)[1])
         return _error(404)
 
-    def _take_fault(self, endpoint: Endpoint | None) -> _Response | None:
-        for fault in self._faults:
-            if fault.endpoint in (None, endpoint):
-                fault.remaining -= 1
-                if fault.remaining <= 0:
-                    self._faults.remove(fault)
-                return fault.response
-        return None
-
-    def _get(self, session_id: str) -> _Response:
+    def _get(self, session_id: str) -> Response:
         with self._lock:
             session = self._sessions.get(session_id)
             record = None if session is None else session.record(self._clock())
@@ -650,9 +535,9 @@ class SimulatedSpace:
             return _error(404)
         return _json(200, {k: v for k, v in record.items() if k not in LIST_ONLY_FIELDS})
 
-    def _list(self, query: dict[str, str]) -> _Response:
+    def _list(self, query: dict[str, str]) -> Response:
         params = self._parse_list_query(query)
-        if isinstance(params, _Response):
+        if isinstance(params, Response):
             return params
         with self._lock:
             page, more = self._listing.page(params.filters, params.cursor, params.page_size)
@@ -660,7 +545,7 @@ class SimulatedSpace:
             records = [entry.record(now) for entry in page]
         return _json(200, {"links": self._links(params, page, more), "data": records})
 
-    def _parse_list_query(self, query: dict[str, str]) -> _ListQuery | _Response:
+    def _parse_list_query(self, query: dict[str, str]) -> ListQuery | Response:
         status = query.get("status")
         if status is not None and status not in STATUSES:
             return _invalid("status", f"status must be one of: {', '.join(STATUSES)}")
@@ -677,10 +562,10 @@ class SimulatedSpace:
         if token is not None and cursor is None:
             return _invalid("page_token", "page_token is invalid")
         filters = {name: query[name] for name in FILTERS if name in query}
-        return _ListQuery(filters, number, size, token, cursor)
+        return ListQuery(filters, number, size, token, cursor)
 
-    def _links(self, params: _ListQuery, page: list[_Entry], more: bool) -> dict[str, str]:
-        origin = self.base_url if self._link_style == "absolute" else ""
+    def _links(self, params: ListQuery, page: list[Entry], more: bool) -> dict[str, str]:
+        """A list page's absolute ``links``; subclasses may bend them."""
 
         def link(number: int, token: str | None) -> str:
             query = {
@@ -690,15 +575,11 @@ class SimulatedSpace:
             }
             if token is not None:
                 query["page_token"] = token
-            return f"{origin}{LIST_PATH}?{urlencode(query)}"
+            return f"{self.base_url}{LIST_PATH}?{urlencode(query)}"
 
         links = {"self": link(params.page_number, params.token), "first": link(0, None)}
-        last = page[-1].key if more else None
-        nxt = None if last is None else link(params.page_number + 1, _encode(_Cursor(True, last)))
-        if nxt is not None and self.next_link_hook is not None:
-            nxt = self.next_link_hook(nxt)
-        if nxt is not None:
-            links["next"] = nxt
+        if more:
+            links["next"] = link(params.page_number + 1, _encode(_Cursor(True, page[-1].key)))
         anchor = page[0].key if page else params.cursor.key if params.cursor else None
         if params.page_number > 0 and anchor is not None:
             links["prev"] = link(params.page_number - 1, _encode(_Cursor(False, anchor)))
@@ -706,24 +587,35 @@ class SimulatedSpace:
 
     # --- demo traffic ----------------------------------------------------------------------
 
+    @property
+    def traffic_started(self) -> float:
+        """The clock when ``run_traffic`` began: its seeded sessions that ended, ended then."""
+        if self._traffic_started is None:
+            raise RuntimeError("traffic not started")
+        return self._traffic_started
+
     def run_traffic(
         self, *, tick: float = 1.0, target_active: int = 12, mean_duration: float = 120.0
     ) -> None:
         """Simulate demo traffic in a daemon thread until ``stop()``.
 
-        Seeds live and completed history, then every ``tick`` seconds ends and starts sessions
-        so that about ``target_active`` are in progress.
+        Seeds completed history and ``target_active`` live sessions, plus ``ENDED_AT_START``
+        that were live and end now (at ``traffic_started``), then every ``tick`` seconds ends and
+        starts sessions so that about ``target_active`` are in progress.
         """
         if self._traffic is not None:
             raise RuntimeError("traffic already running")
         now = self._clock()
         with self._lock:
-            for _ in range(target_active):
-                self._start_random(now - self._rng.uniform(0, mean_duration))
+            for i in range(target_active + ENDED_AT_START):
+                sid = self._start_random(now - self._rng.uniform(0, mean_duration))
+                if i < ENDED_AT_START:
+                    self._end(sid, now)
             for _ in range(5):
                 start = now - self._rng.uniform(2, 10) * mean_duration
                 sid = self._start_random(start)
                 self._end(sid, start + self._rng.uniform(0.2, 1.8) * mean_duration)
+            self._traffic_started = now
         args = (self._stopping, tick, target_active, mean_duration)
         self._traffic = threading.Thread(
             target=self._traffic_loop, args=args, name="simulated-space-traffic", daemon=True

@@ -8,18 +8,19 @@ from collections.abc import Iterator
 import pytest
 
 from exporter.config import PollConfig, SpaceConfig
-from exporter.simulator import SimulatedSpace
+
+from .support.fake_api import FakeSpace
 
 PROJECT, TOKEN = "project-1", "tok-test-5ecret"
 
 
 @pytest.fixture
-def sim() -> Iterator[SimulatedSpace]:
-    with SimulatedSpace(PROJECT, TOKEN) as space:
+def sim() -> Iterator[FakeSpace]:
+    with FakeSpace(PROJECT, TOKEN) as space:
         yield space
 
 
-def space_config(sim: SimulatedSpace, name: str = "test", token: str = TOKEN, **filters: str) -> SpaceConfig:
+def space_config(sim: FakeSpace, name: str = "test", token: str = TOKEN, **filters: str) -> SpaceConfig:
     from exporter.config import Filters
 
     return SpaceConfig(name, sim.base_url, PROJECT, token, Filters(**filters))

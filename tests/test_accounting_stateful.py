@@ -47,11 +47,11 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from exporter.config import Config
 from exporter.models import COMPLETED, RoomSession
 from exporter.poller import Snapshots, SpacePoller
-from exporter.simulator import SimulatedSpace
 from exporter.state import Accounting, Observation, Settings, Totals, apply, summarize
 from exporter.statefile import StateFile
 
 from .conftest import PROJECT, TOKEN, poll_config, space_config
+from .support.fake_api import FakeSpace
 
 T0 = 1_700_000_000  # model clock at the exporter's first start (whole seconds)
 LOOKBACK = 3600.0
@@ -539,7 +539,7 @@ class FakeClock:
 
 
 @contextmanager
-def real_poller(sim: SimulatedSpace, clock: FakeClock, **poll: float) -> Iterator[SpacePoller]:
+def real_poller(sim: FakeSpace, clock: FakeClock, **poll: float) -> Iterator[SpacePoller]:
     """A SpacePoller as the CLI builds it (counting starts now on ``clock``), closed afterwards."""
     config = Config(spaces=(space_config(sim),), poll=poll_config(**poll))
     space = config.spaces[0]
@@ -557,7 +557,7 @@ def counted(poller: SpacePoller) -> tuple[int, float]:
 
 def test_session_in_progress_at_start_ending_before_first_successful_poll() -> None:
     clock = FakeClock(T0)
-    with SimulatedSpace(PROJECT, TOKEN, clock=clock) as sim:
+    with FakeSpace(PROJECT, TOKEN, clock=clock) as sim:
         long = sim.add_session(created_at=T0 - 7200, start_time=T0 - 7200)
         with real_poller(sim, clock) as poller:  # counting starts at T0, the session is in progress
             sim.fail_next(401)
@@ -571,7 +571,7 @@ def test_session_in_progress_at_start_ending_before_first_successful_poll() -> N
 
 def test_session_in_progress_at_start_ending_during_first_poll() -> None:
     clock = FakeClock(T0)
-    with SimulatedSpace(PROJECT, TOKEN, clock=clock) as sim:
+    with FakeSpace(PROJECT, TOKEN, clock=clock) as sim:
         long = sim.add_session(created_at=T0 - 7200, start_time=T0 - 7200)
         with real_poller(sim, clock) as poller:
             clock.now = T0 + 1
@@ -594,7 +594,7 @@ def test_session_in_progress_at_start_ending_during_first_poll() -> None:
 
 def test_tracked_session_longer_than_the_walk_floor_counts_with_its_cost() -> None:
     clock = FakeClock(T0)
-    with SimulatedSpace(PROJECT, TOKEN, clock=clock) as sim:
+    with FakeSpace(PROJECT, TOKEN, clock=clock) as sim:
         long = sim.add_session(created_at=T0, start_time=T0)
         clock.now = T0 + 60
         short = sim.add_session()

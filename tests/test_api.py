@@ -12,12 +12,12 @@ from email.utils import formatdate
 import pytest
 
 from exporter.api import ApiClient, ApiError, RequestStats, describe_error_body, parse_retry_after
-from exporter.simulator import SimulatedSpace
 
 from .conftest import PROJECT, TOKEN, deadline, poll_config, space_config
+from .support.fake_api import FakeSpace
 
 
-def _client(sim: SimulatedSpace, token: str = TOKEN, **poll: float) -> ApiClient:
+def _client(sim: FakeSpace, token: str = TOKEN, **poll: float) -> ApiClient:
     return ApiClient(
         space_config(sim, token=token), poll_config(**poll), RequestStats(), rng=random.Random(1)
     )
@@ -29,7 +29,7 @@ def _all(client: ApiClient, status: str = "in-progress", seconds: float = 10.0) 
 
 @pytest.mark.parametrize("link_style", ["absolute", "relative"])
 def test_listing_follows_every_page_once(link_style: str) -> None:
-    with SimulatedSpace(PROJECT, TOKEN, link_style=link_style) as sim:  # type: ignore[arg-type]
+    with FakeSpace(PROJECT, TOKEN, link_style=link_style) as sim:  # type: ignore[arg-type]
         ids = {sim.add_session(name=f"room-{i}", created_at=1_800_000_000 + i) for i in range(7)}
         client = _client(sim, page_size=3)
         seen = _all(client)
@@ -41,7 +41,7 @@ def test_listing_follows_every_page_once(link_style: str) -> None:
         assert client.stats.snapshot().counts == {("list", "200"): 3}
 
 
-def test_filters_credentials_and_user_agent_are_sent(sim: SimulatedSpace) -> None:
+def test_filters_credentials_and_user_agent_are_sent(sim: FakeSpace) -> None:
     sim.add_session(name="lobby")
     sim.add_session(name="other")
     space = space_config(sim, room_name="lobby", room_name_matches="lob", room_id="3f1c")
@@ -59,7 +59,7 @@ def test_filters_credentials_and_user_agent_are_sent(sim: SimulatedSpace) -> Non
     assert request.headers["user-agent"].startswith("signalwire-video-exporter/")
 
 
-def test_unauthorized_fails_at_once_without_retry(sim: SimulatedSpace) -> None:
+def test_unauthorized_fails_at_once_without_retry(sim: FakeSpace) -> None:
     with pytest.raises(ApiError) as info:
         _all(_client(sim, token="wrong"))
     assert info.value.reason == "unauthorized"
@@ -67,7 +67,7 @@ def test_unauthorized_fails_at_once_without_retry(sim: SimulatedSpace) -> None:
     assert len(sim.requests) == 1
 
 
-def test_422_is_reported_readably(sim: SimulatedSpace) -> None:
+def test_422_is_reported_readably(sim: FakeSpace) -> None:
     body = {
         "errors": [
             {
@@ -88,7 +88,7 @@ def test_422_is_reported_readably(sim: SimulatedSpace) -> None:
     )
 
 
-def test_server_errors_are_retried_then_succeed(sim: SimulatedSpace) -> None:
+def test_server_errors_are_retried_then_succeed(sim: FakeSpace) -> None:
     sid = sim.add_session()
     sim.fail_next(500, times=2)
     client = _client(sim)
@@ -96,7 +96,7 @@ def test_server_errors_are_retried_then_succeed(sim: SimulatedSpace) -> None:
     assert client.stats.snapshot().counts == {("list", "500"): 2, ("list", "200"): 1}
 
 
-def test_retry_after_is_honoured(sim: SimulatedSpace) -> None:
+def test_retry_after_is_honoured(sim: FakeSpace) -> None:
     sid = sim.add_session()
     sim.fail_next(429, headers={"Retry-After": "1"})
     started = time.monotonic()
@@ -106,7 +106,7 @@ def test_retry_after_is_honoured(sim: SimulatedSpace) -> None:
     assert len(sim.requests) == 2
 
 
-def test_retries_stop_at_the_poll_deadline(sim: SimulatedSpace) -> None:
+def test_retries_stop_at_the_poll_deadline(sim: FakeSpace) -> None:
     sim.fail_next(503, times=1000)
     started = time.monotonic()
     with pytest.raises(ApiError) as info:
@@ -117,7 +117,7 @@ def test_retries_stop_at_the_poll_deadline(sim: SimulatedSpace) -> None:
     assert len(sim.requests) >= 2
 
 
-def test_rate_limit_longer_than_the_poll_is_not_waited_for(sim: SimulatedSpace) -> None:
+def test_rate_limit_longer_than_the_poll_is_not_waited_for(sim: FakeSpace) -> None:
     sim.fail_next(429, headers={"Retry-After": "3600"}, times=5)
     with pytest.raises(ApiError) as info:
         _all(_client(sim), seconds=5.0)
@@ -125,7 +125,7 @@ def test_rate_limit_longer_than_the_poll_is_not_waited_for(sim: SimulatedSpace) 
     assert len(sim.requests) == 1
 
 
-def test_looping_next_link_is_refused(sim: SimulatedSpace) -> None:
+def test_looping_next_link_is_refused(sim: FakeSpace) -> None:
     for _ in range(3):
         sim.add_session()
     first: list[str] = []
@@ -139,10 +139,10 @@ def test_looping_next_link_is_refused(sim: SimulatedSpace) -> None:
         _all(_client(sim, page_size=1))
 
 
-def test_cross_host_next_link_is_refused_and_never_contacted(sim: SimulatedSpace) -> None:
+def test_cross_host_next_link_is_refused_and_never_contacted(sim: FakeSpace) -> None:
     for _ in range(2):
         sim.add_session()
-    with SimulatedSpace(PROJECT, TOKEN) as elsewhere:
+    with FakeSpace(PROJECT, TOKEN) as elsewhere:
         sim.next_link_hook = lambda link: link.replace(
             sim.base_url, elsewhere.base_url.replace("127.0.0.1", "localhost")
         )
@@ -152,8 +152,8 @@ def test_cross_host_next_link_is_refused_and_never_contacted(sim: SimulatedSpace
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
-def test_redirects_are_not_followed_so_credentials_stay_home(sim: SimulatedSpace, status: int) -> None:
-    with SimulatedSpace(PROJECT, TOKEN) as elsewhere:
+def test_redirects_are_not_followed_so_credentials_stay_home(sim: FakeSpace, status: int) -> None:
+    with FakeSpace(PROJECT, TOKEN) as elsewhere:
         sim.fail_next(status, headers={"Location": f"{elsewhere.base_url}/api/video/room_sessions"})
         with pytest.raises(ApiError) as info:
             _all(_client(sim))
@@ -162,7 +162,7 @@ def test_redirects_are_not_followed_so_credentials_stay_home(sim: SimulatedSpace
     assert len(sim.requests) == 1  # not retried either
 
 
-def test_garbage_next_link_is_refused(sim: SimulatedSpace) -> None:
+def test_garbage_next_link_is_refused(sim: FakeSpace) -> None:
     for _ in range(2):
         sim.add_session()
     sim.next_link_hook = lambda link: "javascript:alert(1)"
@@ -171,14 +171,14 @@ def test_garbage_next_link_is_refused(sim: SimulatedSpace) -> None:
     assert info.value.reason == "invalid_response"
 
 
-def test_max_pages_caps_a_listing(sim: SimulatedSpace) -> None:
+def test_max_pages_caps_a_listing(sim: FakeSpace) -> None:
     for _ in range(5):
         sim.add_session()
     with pytest.raises(ApiError, match="more than 2 pages"):
         _all(_client(sim, page_size=1, max_pages=2))
 
 
-def test_malformed_records_are_set_apart(sim: SimulatedSpace) -> None:
+def test_malformed_records_are_set_apart(sim: FakeSpace) -> None:
     good = sim.add_session()
     sim.add_raw_record({"id": "bad-1", "created_at": "not a date"}, status="in-progress")
     sim.add_raw_record({"no_id": True}, status="in-progress")
@@ -187,14 +187,14 @@ def test_malformed_records_are_set_apart(sim: SimulatedSpace) -> None:
     assert set(pages[0][1]) == {"bad-1", None}
 
 
-def test_non_json_page_is_an_invalid_response(sim: SimulatedSpace) -> None:
+def test_non_json_page_is_an_invalid_response(sim: FakeSpace) -> None:
     sim.fail_next(200, body=b"<html>maintenance</html>")
     with pytest.raises(ApiError) as info:
         _all(_client(sim))
     assert info.value.reason == "invalid_response"
 
 
-def test_get_session_summary_and_404(sim: SimulatedSpace) -> None:
+def test_get_session_summary_and_404(sim: FakeSpace) -> None:
     sid = sim.add_session(quality="1080p", fps=20, max_members=7)
     client = _client(sim)
     session = client.get_session(sid, deadline())
@@ -240,7 +240,7 @@ def test_timeouts_and_refused_connections_are_classified(silent_server: int) -> 
     assert refused.stats.snapshot().counts[("list", "error")] >= 1
 
 
-def test_shutdown_interrupts_a_retry_wait(sim: SimulatedSpace) -> None:
+def test_shutdown_interrupts_a_retry_wait(sim: FakeSpace) -> None:
     sim.fail_next(503, headers={"Retry-After": "5"}, times=10)
     stop = threading.Event()
     client = ApiClient(space_config(sim), poll_config(), RequestStats(), stop=stop)

@@ -1,7 +1,7 @@
 """The command line end to end: real exporter processes, real HTTP on 127.0.0.1.
 
 Every test starts ``python -m exporter`` as a subprocess against an in-process
-:class:`SimulatedSpace` (or nothing at all), talks to it over HTTP with httpx and stops it
+:class:`FakeSpace` (or nothing at all), talks to it over HTTP with httpx and stops it
 with a signal. Processes are always killed in ``finally`` blocks and every wait is bounded.
 """
 
@@ -27,7 +27,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.simulator import SimulatedSpace
+from .support.fake_api import FakeSpace
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = "project-cli"
@@ -216,10 +216,10 @@ def assert_no_traceback(text: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Exporter, SimulatedSpace]]:
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Exporter, FakeSpace]]:
     """One exporter polling a simulated space with two 720p/30fps sessions in progress."""
     tmp_path = tmp_path_factory.mktemp("served")
-    with SimulatedSpace(PROJECT, TOKEN) as sim:
+    with FakeSpace(PROJECT, TOKEN) as sim:
         sim.add_session(name="standup", quality="720p", fps="30")
         sim.add_session(name="sales", quality="720p", fps="30")
         port = free_port()
@@ -229,7 +229,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Exporter,
             yield proc, sim
 
 
-def test_metrics_reports_up_and_active_sessions_after_a_poll(served: tuple[Exporter, SimulatedSpace]) -> None:
+def test_metrics_reports_up_and_active_sessions_after_a_poll(served: tuple[Exporter, FakeSpace]) -> None:
     proc, sim = served
     response = proc.get("/metrics", **{"Accept-Encoding": "identity"})
     assert response.status_code == 200
@@ -255,7 +255,7 @@ def test_metrics_reports_up_and_active_sessions_after_a_poll(served: tuple[Expor
     assert later["signalwire_video_room_sessions_active", hd] == 1.0
 
 
-def test_landing_page_probes_and_unknown_paths(served: tuple[Exporter, SimulatedSpace]) -> None:
+def test_landing_page_probes_and_unknown_paths(served: tuple[Exporter, FakeSpace]) -> None:
     proc, _ = served
     landing = proc.get("/")
     assert landing.status_code == 200
@@ -269,7 +269,7 @@ def test_landing_page_probes_and_unknown_paths(served: tuple[Exporter, Simulated
         assert proc.get(path).status_code == 404, path
 
 
-def test_metrics_content_negotiation_openmetrics(served: tuple[Exporter, SimulatedSpace]) -> None:
+def test_metrics_content_negotiation_openmetrics(served: tuple[Exporter, FakeSpace]) -> None:
     proc, _ = served
     response = proc.get("/metrics", Accept=OPENMETRICS)
     assert response.status_code == 200
@@ -281,7 +281,7 @@ def test_metrics_content_negotiation_openmetrics(served: tuple[Exporter, Simulat
     assert "# EOF" not in plain.text
 
 
-def test_metrics_gzip_when_accepted(served: tuple[Exporter, SimulatedSpace]) -> None:
+def test_metrics_gzip_when_accepted(served: tuple[Exporter, FakeSpace]) -> None:
     proc, _ = served
     with (
         httpx.Client(timeout=5.0) as client,
@@ -303,7 +303,7 @@ def test_metrics_gzip_when_accepted(served: tuple[Exporter, SimulatedSpace]) -> 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_exits_zero_during_retry_backoff(tmp_path: Path, signum: int) -> None:
-    with SimulatedSpace(PROJECT, TOKEN) as sim:
+    with FakeSpace(PROJECT, TOKEN) as sim:
         sim.fail_next(500, times=1000)
         port = free_port()
         # A long interval: the first poll keeps retrying (with growing backoff) for a minute.
@@ -342,7 +342,7 @@ def _leaks(secret: str) -> tuple[str, ...]:
 
 
 def test_token_never_in_logs_or_metrics_of_the_server(tmp_path: Path) -> None:
-    with SimulatedSpace(PROJECT, TOKEN) as sim:
+    with FakeSpace(PROJECT, TOKEN) as sim:
         sim.fail_next(401, times=2)  # unauthorized for two polls, then the token works
         port = free_port()
         config = write_config(tmp_path, sim.base_url, port=port)
@@ -371,7 +371,7 @@ def test_token_never_in_logs_or_metrics_of_the_server(tmp_path: Path) -> None:
 
 
 def test_token_never_in_check_config_or_once_output(tmp_path: Path) -> None:
-    with SimulatedSpace(PROJECT, TOKEN) as sim:
+    with FakeSpace(PROJECT, TOKEN) as sim:
         good = write_config(tmp_path, sim.base_url, file_name="good.yaml")
         bad = write_config(tmp_path, sim.base_url, token=WRONG_TOKEN, file_name="bad.yaml")
         runs = {
@@ -393,7 +393,7 @@ def test_token_never_in_check_config_or_once_output(tmp_path: Path) -> None:
 
 
 def test_once_prints_metrics_and_exits_zero(tmp_path: Path) -> None:
-    with SimulatedSpace(PROJECT, TOKEN) as sim:
+    with FakeSpace(PROJECT, TOKEN) as sim:
         sim.add_session(name="standup", quality="720p", fps="30")
         config = write_config(tmp_path, sim.base_url)
         result = run_cli("--once", "--config", str(config))
@@ -404,7 +404,7 @@ def test_once_prints_metrics_and_exits_zero(tmp_path: Path) -> None:
 
 
 def test_once_with_wrong_token_exits_one_and_reports_unauthorized(tmp_path: Path) -> None:
-    with SimulatedSpace(PROJECT, TOKEN) as sim:
+    with FakeSpace(PROJECT, TOKEN) as sim:
         config = write_config(tmp_path, sim.base_url, token=WRONG_TOKEN)
         result = run_cli("--once", "--config", str(config))
         assert sim.requests, "the exporter never asked the API"
@@ -502,7 +502,7 @@ def test_port_in_use_exits_one_with_a_clear_message(tmp_path: Path, log_format: 
 
 
 def test_json_logging_every_stderr_line_is_an_object(tmp_path: Path) -> None:
-    with SimulatedSpace(PROJECT, TOKEN) as sim:
+    with FakeSpace(PROJECT, TOKEN) as sim:
         sim.fail_next(500, times=1)  # a retry (info) or failed poll (warning) gets logged
         sim.add_session(name="standup")
         port = free_port()
@@ -533,7 +533,7 @@ def test_json_logging_every_stderr_line_is_an_object(tmp_path: Path) -> None:
 # --- robustness: an unexpected error in one poll -----------------------------------------------
 
 
-def _bad_first_next_link(sim: SimulatedSpace, bad: Callable[[str], str]) -> None:
+def _bad_first_next_link(sim: FakeSpace, bad: Callable[[str], str]) -> None:
     """Serve one ``links.next`` rewritten by ``bad``, then the real links."""
     served: list[str] = []
 
@@ -545,7 +545,7 @@ def _bad_first_next_link(sim: SimulatedSpace, bad: Callable[[str], str]) -> None
 
 
 def test_once_exits_one_when_a_poll_fails_unexpectedly(tmp_path: Path) -> None:
-    with SimulatedSpace(PROJECT, TOKEN) as sim:
+    with FakeSpace(PROJECT, TOKEN) as sim:
         for i in range(3):
             sim.add_session(name=f"room-{i}")
         _bad_first_next_link(sim, lambda link: link + "&x=\x00")
@@ -557,7 +557,7 @@ def test_once_exits_one_when_a_poll_fails_unexpectedly(tmp_path: Path) -> None:
 
 
 def test_server_keeps_polling_after_an_unexpected_poll_error(tmp_path: Path) -> None:
-    with SimulatedSpace(PROJECT, TOKEN) as sim:
+    with FakeSpace(PROJECT, TOKEN) as sim:
         for i in range(3):
             sim.add_session(name=f"room-{i}")
         _bad_first_next_link(sim, lambda _: "http://127.0.0.1:99999/api/video/room_sessions")

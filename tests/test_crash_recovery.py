@@ -1,7 +1,7 @@
 """Crash recovery: counters survive SIGKILL at any moment, exactly.
 
 The exporter runs as a subprocess (``state.path`` set) against an in-process
-:class:`SimulatedSpace` whose sessions follow a seeded timeline: sessions start with varied
+:class:`FakeSpace` whose sessions follow a seeded timeline: sessions start with varied
 quality and fps (null and unusual values included) and complete with explicit costs and
 durations, also while the exporter is down. The test kills the exporter with SIGKILL
 ``KILLS`` times, at random moments, while an API request is in flight and while the state
@@ -43,7 +43,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.simulator import RecordedRequest, SimulatedSpace
+from exporter.simulator import Request
+
+from .support.fake_api import FakeSpace
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT, TOKEN = "project-crash", "tok-crash-5ecret"
@@ -185,14 +187,14 @@ def expected_values(records: list[dict[str, Any]]) -> dict[Key, float]:
     return values
 
 
-class TimedRequests(list[RecordedRequest]):
+class TimedRequests(list[Request]):
     """The simulator's request log, with the monotonic time each request arrived."""
 
     def __init__(self) -> None:
         super().__init__()
         self.arrivals: list[float] = []
 
-    def append(self, request: RecordedRequest) -> None:
+    def append(self, request: Request) -> None:
         self.arrivals.append(time.monotonic())
         super().append(request)
 
@@ -204,7 +206,7 @@ class TimedRequests(list[RecordedRequest]):
 class Timeline:
     """Seeded session traffic on the simulator, advanced by :meth:`step` from the test thread."""
 
-    sim: SimulatedSpace
+    sim: FakeSpace
     rng: random.Random
     running: bool = False
     due: dict[str, float] = field(default_factory=dict)  # live id -> monotonic time to complete
@@ -278,7 +280,7 @@ class Kill:
 class Harness:
     """One exporter process at a time, killed and restarted; scrapes checked as they come."""
 
-    def __init__(self, tmp_path: Path, sim: SimulatedSpace, timeline: Timeline) -> None:
+    def __init__(self, tmp_path: Path, sim: FakeSpace, timeline: Timeline) -> None:
         self.sim, self.timeline = sim, timeline
         self.requests = TimedRequests()
         sim.requests = self.requests
@@ -441,7 +443,7 @@ def test_counters_survive_sigkill_at_any_moment(tmp_path: Path) -> None:
     modes = ["random"] * 10 + ["poll"] * 7 + ["write"] * 7
     assert len(modes) == KILLS
     rng.shuffle(modes)
-    with SimulatedSpace(PROJECT, TOKEN) as sim:
+    with FakeSpace(PROJECT, TOKEN) as sim:
         sim.latency = LATENCY
         timeline = Timeline(sim, random.Random(SEED + 1))
         # In progress before the first start, some for hours: tracked from the first poll on.

@@ -21,8 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import api
 from exporter.api import ApiError
 from exporter.models import FPS_LABELS, QUALITY_LABELS, decode_page
-from exporter.simulator import SimulatedSpace
 
+from .support.fake_api import FakeSpace
 from .test_api import _all, _client
 from .test_poller import Exporter, qf
 
@@ -41,7 +41,7 @@ def _page(n: int = 20) -> bytes:
 
 
 @pytest.mark.parametrize("kind", ["reset", "truncate"])
-def test_resets_and_truncated_bodies_are_retried_as_network_errors(sim: SimulatedSpace, kind: str) -> None:
+def test_resets_and_truncated_bodies_are_retried_as_network_errors(sim: FakeSpace, kind: str) -> None:
     sid = sim.add_session()
     sim.fail_next(200, body=_page(), kind=kind, times=2)  # type: ignore[arg-type]
     client = _client(sim)
@@ -53,7 +53,7 @@ def test_resets_and_truncated_bodies_are_retried_as_network_errors(sim: Simulate
     assert info.value.reason == "network"
 
 
-def test_a_dripping_body_is_cut_at_the_request_deadline(sim: SimulatedSpace) -> None:
+def test_a_dripping_body_is_cut_at_the_request_deadline(sim: FakeSpace) -> None:
     # one byte every 50 ms: each read is far below the 0.5 s read timeout, the body takes ~30 s
     sim.fail_next(200, body=_page(), kind="drip", delay=0.05, times=1000)
     started = time.monotonic()
@@ -64,7 +64,7 @@ def test_a_dripping_body_is_cut_at_the_request_deadline(sim: SimulatedSpace) -> 
 
 
 def test_an_oversized_body_is_refused_before_it_is_read(
-    sim: SimulatedSpace, monkeypatch: pytest.MonkeyPatch
+    sim: FakeSpace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(api, "MAX_BODY_BYTES", 1000)
     sim.fail_next(200, body=_page(200))
@@ -74,7 +74,7 @@ def test_an_oversized_body_is_refused_before_it_is_read(
     assert len(sim.requests) == 1  # not retried
 
 
-def test_429_storm_without_retry_after_backs_off_until_the_deadline(sim: SimulatedSpace) -> None:
+def test_429_storm_without_retry_after_backs_off_until_the_deadline(sim: FakeSpace) -> None:
     sim.fail_next(429, times=1000)
     started = time.monotonic()
     with pytest.raises(ApiError) as info:
@@ -85,7 +85,7 @@ def test_429_storm_without_retry_after_backs_off_until_the_deadline(sim: Simulat
     assert 2 <= len(sim.requests) <= 6  # backoff, not a busy loop
 
 
-def test_html_error_page_is_a_retried_server_error(sim: SimulatedSpace) -> None:
+def test_html_error_page_is_a_retried_server_error(sim: FakeSpace) -> None:
     sid = sim.add_session()
     sim.fail_next(502, body=b"<html><h1>502 Bad Gateway</h1></html>", times=1)
     client = _client(sim)
@@ -96,14 +96,14 @@ def test_html_error_page_is_a_retried_server_error(sim: SimulatedSpace) -> None:
     assert info.value.reason == "server_error"
 
 
-def test_truncated_json_page_is_an_invalid_response(sim: SimulatedSpace) -> None:
+def test_truncated_json_page_is_an_invalid_response(sim: FakeSpace) -> None:
     sim.fail_next(200, body=_page()[:40])
     with pytest.raises(ApiError) as info:
         _all(_client(sim))
     assert info.value.reason == "invalid_response"
 
 
-def test_next_link_to_another_path_is_refused(sim: SimulatedSpace) -> None:
+def test_next_link_to_another_path_is_refused(sim: FakeSpace) -> None:
     for _ in range(2):
         sim.add_session()
     sim.next_link_hook = lambda link: link.replace("/room_sessions?", "/rooms?")
@@ -114,7 +114,7 @@ def test_next_link_to_another_path_is_refused(sim: SimulatedSpace) -> None:
 # --- the very next poll after a fault ------------------------------------------------------
 
 
-def _fail(**kwargs: object) -> Callable[[SimulatedSpace], None]:
+def _fail(**kwargs: object) -> Callable[[FakeSpace], None]:
     return lambda sim: sim.fail_next(**kwargs)  # type: ignore[arg-type]
 
 
@@ -123,14 +123,14 @@ def _first_page(link: str) -> str:
     return re.sub(r"&page_token=[^&]*", "", link).replace("page_number=1", "page_number=0")
 
 
-def _hook(change: Callable[[str], str | None]) -> Callable[[SimulatedSpace], None]:
-    def install(sim: SimulatedSpace) -> None:
+def _hook(change: Callable[[str], str | None]) -> Callable[[FakeSpace], None]:
+    def install(sim: FakeSpace) -> None:
         sim.next_link_hook = change
 
     return install
 
 
-FAULTS: dict[str, tuple[Callable[[SimulatedSpace], None], str]] = {
+FAULTS: dict[str, tuple[Callable[[FakeSpace], None], str]] = {
     "429-retry-after": (_fail(status=429, headers={"Retry-After": "3600"}, times=1000), "rate_limited"),
     "429-storm": (_fail(status=429, times=1000), "rate_limited"),
     "5xx-burst": (_fail(status=503, times=1000), "server_error"),
@@ -148,7 +148,7 @@ FAULTS: dict[str, tuple[Callable[[SimulatedSpace], None], str]] = {
 
 @pytest.mark.parametrize("fault", list(FAULTS))
 def test_the_poll_after_a_fault_is_complete_and_correct(
-    sim: SimulatedSpace, monkeypatch: pytest.MonkeyPatch, fault: str
+    sim: FakeSpace, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
     monkeypatch.setattr(api, "MAX_BODY_BYTES", 5000)
     now = time.time()
@@ -181,7 +181,7 @@ def test_the_poll_after_a_fault_is_complete_and_correct(
     assert v("signalwire_video_room_sessions_completed_total", **qf("1080p", "30")) == 1
 
 
-def test_polls_never_overlap_and_requests_are_sequential(sim: SimulatedSpace) -> None:
+def test_polls_never_overlap_and_requests_are_sequential(sim: FakeSpace) -> None:
     for i in range(4):
         sim.add_session(created_at=time.time() - i)
     sim.latency = 0.02
@@ -219,7 +219,7 @@ def test_polls_never_overlap_and_requests_are_sequential(sim: SimulatedSpace) ->
 # --- hostile but spec-valid data -----------------------------------------------------------
 
 
-def test_hostile_records_are_skipped_with_a_reason_and_the_rest_counts(sim: SimulatedSpace) -> None:
+def test_hostile_records_are_skipped_with_a_reason_and_the_rest_counts(sim: FakeSpace) -> None:
     exporter = Exporter(sim, page_size=2)
     assert exporter.poll()
     now = time.time()
@@ -279,7 +279,7 @@ def test_hostile_records_are_skipped_with_a_reason_and_the_rest_counts(sim: Simu
     assert decode_page(body.encode()) == ([], None, ["x"])
 
 
-def test_a_session_flipping_back_to_in_progress_is_never_counted_twice(sim: SimulatedSpace) -> None:
+def test_a_session_flipping_back_to_in_progress_is_never_counted_twice(sim: FakeSpace) -> None:
     now = time.time()
     sid = sim.add_session(created_at=now - 5, start_time=now - 5)
     exporter = Exporter(sim, lookback=1.0)
@@ -306,7 +306,7 @@ def test_a_session_flipping_back_to_in_progress_is_never_counted_twice(sim: Simu
 # --- cardinality ---------------------------------------------------------------------------
 
 
-def test_label_values_stay_bounded_and_escaped(sim: SimulatedSpace) -> None:
+def test_label_values_stay_bounded_and_escaped(sim: FakeSpace) -> None:
     rooms_max = 5
     exporter = Exporter(sim, rooms_max=rooms_max)
     assert exporter.poll()

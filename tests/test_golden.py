@@ -19,9 +19,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from exporter.collector import SessionCollector
 from exporter.config import Config
 from exporter.poller import Snapshots, SpacePoller
-from exporter.simulator import SimulatedSpace
 
 from .conftest import PROJECT, TOKEN, poll_config, space_config
+from .support.fake_api import FakeSpace
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = 1_795_000_000.0
@@ -40,7 +40,7 @@ def _created(record: dict[str, object]) -> float:
 def render() -> str:
     fixture = json.loads((GOLDEN / "api_sessions.json").read_text(encoding="utf-8"))
     now = [T0]
-    with SimulatedSpace(PROJECT, TOKEN, clock=lambda: now[0]) as sim:
+    with FakeSpace(PROJECT, TOKEN, clock=lambda: now[0]) as sim:
         for record in fixture["in-progress"]:
             sim.add_raw_record(record, status="in-progress", created_at=_created(record))
         config = Config(

@@ -12,9 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.collector import SessionCollector
 from exporter.config import Config
 from exporter.poller import Snapshots, SpacePoller
-from exporter.simulator import SimulatedSpace
 
 from .conftest import poll_config, space_config
+from .support.fake_api import FakeSpace
 
 Sample = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -22,7 +22,7 @@ Sample = dict[tuple[str, frozenset[tuple[str, str]]], float]
 class Exporter:
     """A poller and collector wired as the CLI wires them, for one space."""
 
-    def __init__(self, sim: SimulatedSpace, rooms_max: int = 0, **poll: float) -> None:
+    def __init__(self, sim: FakeSpace, rooms_max: int = 0, **poll: float) -> None:
         self.config = Config(
             spaces=(space_config(sim),),
             poll=poll_config(**poll),
@@ -55,7 +55,7 @@ def qf(quality: str, fps: str) -> dict[str, str]:
     return {"quality": quality, "fps": fps}
 
 
-def test_scripted_timeline_gives_exact_values(sim: SimulatedSpace) -> None:
+def test_scripted_timeline_gives_exact_values(sim: FakeSpace) -> None:
     now = time.time()
     old = sim.add_session(name="old", start_time=now - 7200, created_at=now - 7200)
     sim.complete_session(old, cost_in_dollars=9.99, end_time=now - 3600)  # ended before start: not counted
@@ -109,7 +109,7 @@ def test_scripted_timeline_gives_exact_values(sim: SimulatedSpace) -> None:
     assert v("signalwire_video_room_sessions_cost_dollars_total", **qf("unknown", "unknown")) == 0.1
 
 
-def test_failed_poll_keeps_gauges_and_counters_and_marks_down(sim: SimulatedSpace) -> None:
+def test_failed_poll_keeps_gauges_and_counters_and_marks_down(sim: FakeSpace) -> None:
     sid = sim.add_session()
     exporter = Exporter(sim)
     assert exporter.poll()
@@ -128,7 +128,7 @@ def test_failed_poll_keeps_gauges_and_counters_and_marks_down(sim: SimulatedSpac
     assert v("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 2.0
 
 
-def test_partial_poll_changes_nothing(sim: SimulatedSpace) -> None:
+def test_partial_poll_changes_nothing(sim: FakeSpace) -> None:
     """A poll that fails after reading part of its listings applies none of what it saw."""
     a = sim.add_session(created_at=time.time() - 10)
     exporter = Exporter(sim, page_size=1)
@@ -147,13 +147,13 @@ def test_partial_poll_changes_nothing(sim: SimulatedSpace) -> None:
     assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
 
 
-def _get_ids(sim: SimulatedSpace) -> list[str]:
+def _get_ids(sim: FakeSpace) -> list[str]:
     return sorted(
         r.path.rsplit("/", 1)[1] for r in sim.requests if r.path.startswith("/api/video/room_sessions/")
     )
 
 
-def test_session_missing_from_a_shifted_listing_is_asked_for(sim: SimulatedSpace) -> None:
+def test_session_missing_from_a_shifted_listing_is_asked_for(sim: FakeSpace) -> None:
     now = time.time()
     gone = sim.add_session(name="gone", created_at=now - 30)
     a = sim.add_session(name="a", created_at=now - 20)
@@ -168,7 +168,7 @@ def test_session_missing_from_a_shifted_listing_is_asked_for(sim: SimulatedSpace
     assert exporter.value("signalwire_video_room_sessions_active", **qf("720p", "30")) == 2
 
 
-def test_session_completed_only_visible_through_get_is_read_from_its_room(sim: SimulatedSpace) -> None:
+def test_session_completed_only_visible_through_get_is_read_from_its_room(sim: FakeSpace) -> None:
     now = time.time()
     a = sim.add_session(name="a", created_at=now - 20)
     newer = sim.add_session(name="newer", created_at=now - 10)
@@ -186,7 +186,7 @@ def test_session_completed_only_visible_through_get_is_read_from_its_room(sim: S
 
 
 def test_session_without_room_completed_only_visible_through_get_waits_for_its_cost(
-    sim: SimulatedSpace,
+    sim: FakeSpace,
 ) -> None:
     now = time.time()
     a = sim.add_session(name=None, room_id=None, created_at=now - 20)  # nothing to look its room up by
@@ -206,7 +206,7 @@ def test_session_without_room_completed_only_visible_through_get_waits_for_its_c
     assert exporter.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 3.5
 
 
-def test_malformed_and_invalid_records_are_skipped_once_and_counted(sim: SimulatedSpace) -> None:
+def test_malformed_and_invalid_records_are_skipped_once_and_counted(sim: FakeSpace) -> None:
     exporter = Exporter(sim)
     assert exporter.poll()
     good = sim.add_session()
@@ -223,7 +223,7 @@ def test_malformed_and_invalid_records_are_skipped_once_and_counted(sim: Simulat
     assert v("signalwire_video_sessions_skipped_total", reason="malformed") == 1
 
 
-def test_rooms_are_capped_with_the_rest_under_other(sim: SimulatedSpace) -> None:
+def test_rooms_are_capped_with_the_rest_under_other(sim: FakeSpace) -> None:
     exporter = Exporter(sim, rooms_max=2)
     for age, name in enumerate(("delta", "gamma", "beta", "alpha")):  # slots go to the oldest first
         sim.add_session(name=name, created_at=time.time() - age)
@@ -237,7 +237,7 @@ def test_rooms_are_capped_with_the_rest_under_other(sim: SimulatedSpace) -> None
     assert rooms == {"alpha": 1, "beta": 1, "__other__": 2}
 
 
-def test_poll_loop_runs_until_stopped(sim: SimulatedSpace) -> None:
+def test_poll_loop_runs_until_stopped(sim: FakeSpace) -> None:
     sim.add_session()
     exporter = Exporter(sim, interval=0.2)
     thread = threading.Thread(target=exporter.poller.run)
@@ -251,7 +251,7 @@ def test_poll_loop_runs_until_stopped(sim: SimulatedSpace) -> None:
     assert exporter.snapshots.ready()
 
 
-def test_long_session_ending_is_found_through_its_room_without_walking_back(sim: SimulatedSpace) -> None:
+def test_long_session_ending_is_found_through_its_room_without_walking_back(sim: FakeSpace) -> None:
     """A poll never has to read the whole listing back to when a long session started."""
     now = time.time()
     long = sim.add_session(name="long", created_at=now - 7200, start_time=now - 7200)
@@ -269,7 +269,7 @@ def test_long_session_ending_is_found_through_its_room_without_walking_back(sim:
     assert len(sim.requests) - before <= 6  # in-progress, a page or two of completed, GET, room page
 
 
-def test_long_sessions_ending_in_order_are_found_by_the_walk_without_lookups(sim: SimulatedSpace) -> None:
+def test_long_sessions_ending_in_order_are_found_by_the_walk_without_lookups(sim: FakeSpace) -> None:
     """Pages that keep finding vanished sessions are cheaper than two lookups per session."""
     now = time.time()
     for i in range(6):  # completed before counting started: pages a deeper walk would read

@@ -1,12 +1,15 @@
-"""Tests for the simulated SignalWire space: real HTTP, responses checked against the OpenAPI spec."""
+"""Tests for the simulated SignalWire space and the tests' fake API built on it: real HTTP, responses
+checked against the OpenAPI spec."""
 
 from __future__ import annotations
 
 import itertools
 import random
+import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +22,9 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from exporter.simulator import SimulatedSpace
+from exporter.simulator import ENDED_AT_START, RequestHandler, SimulatedSpace
+
+from .support.fake_api import FakeSpace
 
 PROJECT, TOKEN = "project-1", "secret-token"
 LIST = "/api/video/room_sessions"
@@ -66,15 +71,25 @@ def clock() -> Clock:
 
 
 @pytest.fixture
-def space(clock: Clock) -> Iterator[SimulatedSpace]:
-    with SimulatedSpace(PROJECT, TOKEN, clock=clock) as sim:
+def space(clock: Clock) -> Iterator[FakeSpace]:
+    with FakeSpace(PROJECT, TOKEN, clock=clock) as sim:
         yield sim
 
 
 @pytest.fixture
-def client(space: SimulatedSpace) -> Iterator[httpx.Client]:
+def client(space: FakeSpace) -> Iterator[httpx.Client]:
     with httpx.Client(base_url=space.base_url, auth=(PROJECT, TOKEN)) as http:
         yield http
+
+
+def until(condition: Callable[[], bool], seconds: float = 10.0) -> bool:
+    """Whether ``condition`` holds within ``seconds`` (checked every 10 ms): a bound, not a speed."""
+    end = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def get(client: httpx.Client, url: str, **params: Any) -> httpx.Response:
@@ -104,7 +119,7 @@ def query_of(link: str) -> dict[str, str]:
 @pytest.mark.parametrize("auth", [None, (PROJECT, "wrong"), ("other", TOKEN)])
 @pytest.mark.parametrize("path", [LIST, LIST + "/00000000-0000-4000-8000-000000000000"])
 def test_rejects_missing_or_wrong_credentials(
-    space: SimulatedSpace, auth: tuple[str, str] | None, path: str
+    space: FakeSpace, auth: tuple[str, str] | None, path: str
 ) -> None:
     space.add_session()
     response = httpx.get(space.base_url + path, auth=auth)
@@ -115,7 +130,7 @@ def test_rejects_missing_or_wrong_credentials(
 
 @pytest.mark.parametrize("link_style", ["absolute", "relative"])
 def test_pagination_collects_every_session_once_newest_first(clock: Clock, link_style: Any) -> None:
-    with SimulatedSpace(PROJECT, TOKEN, clock=clock, link_style=link_style) as space:
+    with FakeSpace(PROJECT, TOKEN, clock=clock, link_style=link_style) as space:
         created = [space.add_session(created_at=T0 - 60 * i) for i in range(6)]
         created += [space.add_session(created_at=T0 - 600) for _ in range(3)]  # same second
         with httpx.Client(base_url=space.base_url, auth=(PROJECT, TOKEN)) as client:
@@ -134,7 +149,7 @@ def test_pagination_collects_every_session_once_newest_first(clock: Clock, link_
 
 
 def test_pagination_is_stable_while_sessions_start_end_and_vanish(
-    space: SimulatedSpace, client: httpx.Client
+    space: FakeSpace, client: httpx.Client
 ) -> None:
     created = [space.add_session(created_at=T0 - i) for i in range(6)]
     first = get(client, LIST, page_size=2, status="in-progress").json()
@@ -147,7 +162,7 @@ def test_pagination_is_stable_while_sessions_start_end_and_vanish(
     assert "next" not in last["links"]
 
 
-def test_prev_link_returns_the_previous_page(space: SimulatedSpace, client: httpx.Client) -> None:
+def test_prev_link_returns_the_previous_page(space: FakeSpace, client: httpx.Client) -> None:
     for i in range(5):
         space.add_session(created_at=T0 - i)
     page0 = get(client, LIST, page_size=2).json()
@@ -157,9 +172,7 @@ def test_prev_link_returns_the_previous_page(space: SimulatedSpace, client: http
     assert ids([get(client, page1["links"]["prev"]).json()]) == ids([page0])
 
 
-def test_filters_select_sessions_and_are_carried_by_links(
-    space: SimulatedSpace, client: httpx.Client
-) -> None:
+def test_filters_select_sessions_and_are_carried_by_links(space: FakeSpace, client: httpx.Client) -> None:
     east = [space.add_session(name="Standup-East", created_at=T0 - i) for i in range(3)]
     west = space.add_session(name="standup-west")
     hands = space.add_session(name="all-hands")
@@ -184,7 +197,7 @@ def epoch(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def script_history(space: SimulatedSpace) -> None:
+def script_history(space: FakeSpace) -> None:
     """Sessions in rooms a, b and nameless, many created in the same second, some completed,
     reopened or deleted, plus a raw record."""
     rng = random.Random(5)
@@ -210,7 +223,7 @@ def script_history(space: SimulatedSpace) -> None:
 def test_pages_and_prev_links_match_a_full_sort_in_bulk_or_not(clock: Clock, params: dict[str, str]) -> None:
     listed: list[list[str]] = []
     for bulk in (False, True):
-        with SimulatedSpace(PROJECT, TOKEN, clock=clock) as space:
+        with FakeSpace(PROJECT, TOKEN, clock=clock) as space:
             if bulk:
                 with space.bulk():
                     script_history(space)
@@ -259,7 +272,7 @@ def test_invalid_list_parameters_return_422(
     assert (error["attribute"], error["code"]) == (attribute, code)
 
 
-def test_get_serves_the_summary_form(space: SimulatedSpace, client: httpx.Client, clock: Clock) -> None:
+def test_get_serves_the_summary_form(space: FakeSpace, client: httpx.Client, clock: Clock) -> None:
     session = space.add_session(name="standup", max_members=25)
     clock.now += 90.6  # duration counts whole elapsed seconds
     live = get(client, LIST + "/" + session).json()
@@ -277,7 +290,7 @@ def test_get_serves_the_summary_form(space: SimulatedSpace, client: httpx.Client
     assert listed["end_time"] == done["end_time"] == "2026-11-18T11:08:20Z"
 
 
-def test_every_record_shape_validates(space: SimulatedSpace, client: httpx.Client) -> None:
+def test_every_record_shape_validates(space: FakeSpace, client: httpx.Client) -> None:
     space.add_session(name=None, quality=None, fps=None, max_members=None)
     space.add_session(quality="1080p", fps="20", preview_url="https://example.com/p.mp4")
     done = space.add_session(created_at=T0 - 1)
@@ -290,7 +303,7 @@ def test_every_record_shape_validates(space: SimulatedSpace, client: httpx.Clien
 
 
 def test_in_progress_costs_zero_and_overrides_are_served_verbatim(
-    space: SimulatedSpace, client: httpx.Client
+    space: FakeSpace, client: httpx.Client
 ) -> None:
     space.add_session(fps=20, quality="4k", cost_in_dollars=-1, surprise={"x": 1})
     space.add_session(created_at=T0 - 1)
@@ -302,7 +315,7 @@ def test_in_progress_costs_zero_and_overrides_are_served_verbatim(
     assert space.sessions() == [odd, normal]
 
 
-def test_unknown_deleted_and_raw_records_are_404_on_get(space: SimulatedSpace, client: httpx.Client) -> None:
+def test_unknown_deleted_and_raw_records_are_404_on_get(space: FakeSpace, client: httpx.Client) -> None:
     gone = space.add_session()
     space.delete_session(gone)
     space.add_raw_record({"id": "raw-1", "status": 7}, status="completed", created_at=T0 - 5)
@@ -315,7 +328,7 @@ def test_unknown_deleted_and_raw_records_are_404_on_get(space: SimulatedSpace, c
 
 
 def test_raw_records_are_listed_for_their_status_in_creation_order(
-    space: SimulatedSpace, client: httpx.Client
+    space: FakeSpace, client: httpx.Client
 ) -> None:
     for i in range(3):
         space.complete_session(space.add_session(created_at=T0 - 10 * i), cost_in_dollars=1)
@@ -327,7 +340,7 @@ def test_raw_records_are_listed_for_their_status_in_creation_order(
     assert len(space.sessions()) == 3
 
 
-def test_fail_next_precedes_auth_and_counts_down(space: SimulatedSpace) -> None:
+def test_fail_next_precedes_auth_and_counts_down(space: FakeSpace) -> None:
     space.fail_next(500, times=2)
     url = space.base_url + LIST
     for _ in range(2):
@@ -339,9 +352,7 @@ def test_fail_next_precedes_auth_and_counts_down(space: SimulatedSpace) -> None:
     assert httpx.get(url, auth=(PROJECT, TOKEN)).status_code == 200
 
 
-def test_fail_next_targets_one_endpoint_with_a_verbatim_body(
-    space: SimulatedSpace, client: httpx.Client
-) -> None:
+def test_fail_next_targets_one_endpoint_with_a_verbatim_body(space: FakeSpace, client: httpx.Client) -> None:
     session = space.add_session()
     space.fail_next(502, body=b"<html>bad gateway</html>", endpoint="list")
     space.fail_next(429, headers={"Retry-After": "3"}, endpoint="get")
@@ -354,7 +365,7 @@ def test_fail_next_targets_one_endpoint_with_a_verbatim_body(
     assert get(client, LIST + "/" + session).status_code == 200
 
 
-def test_fail_next_429_default_body_and_headers(space: SimulatedSpace) -> None:
+def test_fail_next_429_default_body_and_headers(space: FakeSpace) -> None:
     space.fail_next(429, headers={"Retry-After": "3"})
     response = httpx.get(space.base_url + LIST)
     assert (response.status_code, response.headers["retry-after"]) == (429, "3")
@@ -362,7 +373,7 @@ def test_fail_next_429_default_body_and_headers(space: SimulatedSpace) -> None:
     assert response.json()["errors"][0]["code"] == "rate_limit_exceeded"
 
 
-def test_next_link_hook_replaces_or_omits_next(space: SimulatedSpace, client: httpx.Client) -> None:
+def test_next_link_hook_replaces_or_omits_next(space: FakeSpace, client: httpx.Client) -> None:
     for i in range(3):
         space.add_session(created_at=T0 - i)
     seen: list[str] = []
@@ -379,7 +390,7 @@ def test_next_link_hook_replaces_or_omits_next(space: SimulatedSpace, client: ht
     assert len(seen) == 2  # not called when no page follows
 
 
-def test_requests_are_recorded(space: SimulatedSpace, client: httpx.Client) -> None:
+def test_requests_are_recorded(space: FakeSpace, client: httpx.Client) -> None:
     client.get(LIST, params={"status": "completed", "page_size": 5}, headers={"X-Probe": "1"})
     [request] = space.requests
     assert (request.method, request.path) == ("GET", LIST)
@@ -388,23 +399,33 @@ def test_requests_are_recorded(space: SimulatedSpace, client: httpx.Client) -> N
     assert request.headers["authorization"].startswith("Basic ")
 
 
-def test_latency_delays_every_answer(space: SimulatedSpace, client: httpx.Client) -> None:
-    space.latency = 0.2
-    started = time.perf_counter()
-    assert client.get(LIST).status_code == 200
-    assert time.perf_counter() - started >= 0.2
+def test_latency_holds_answers_while_scripted_changes_go_on(space: FakeSpace, client: httpx.Client) -> None:
+    space.latency = 3600.0  # cut short by stop()
+    later = "00000000-0000-4000-8000-000000000001"
+    with ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(client.get, LIST + "/" + later)
+        assert until(lambda: space.in_flight == 1 and len(space.requests) == 1)
+        assert not answer.done()
+        space.add_session(id=later)  # after the request arrived, before it is answered
+        space.stop()
+        response = answer.result(timeout=10)
+    assert (response.status_code, response.json()["id"]) == (200, later)
 
 
 def test_traffic_keeps_sessions_flowing_and_stops() -> None:
-    with SimulatedSpace(seed=3) as space:
+    with FakeSpace(seed=3) as space:
         space.run_traffic(tick=0.01, target_active=8, mean_duration=0.3)
-        time.sleep(0.6)
+        seeded = {r["id"] for r in space.sessions()}
+
+        def new_ones_completed() -> int:
+            return sum(r["status"] == "completed" and r["id"] not in seeded for r in space.sessions())
+
+        assert until(lambda: new_ones_completed() >= 3)  # started and ended after the seeding
         with httpx.Client(base_url=space.base_url, auth=("demo-project", "demo-token")) as c:
             live = c.get(LIST, params={"status": "in-progress", "page_size": 1000}).json()["data"]
         records = space.sessions()
     assert 1 <= len(live) <= 30
     completed = [r for r in records if r["status"] == "completed"]
-    assert len(completed) > 5
     assert all(r["cost_in_dollars"] > 0 for r in completed)
     assert all(round(r["cost_in_dollars"], 4) == r["cost_in_dollars"] for r in completed)
     assert {r["fps"] for r in records} <= {"20", "30", 20}
@@ -415,7 +436,7 @@ def test_traffic_keeps_sessions_flowing_and_stops() -> None:
 
 def test_traffic_is_seeded(clock: Clock) -> None:
     def history(seed: int) -> list[dict[str, Any]]:
-        space = SimulatedSpace(clock=clock, seed=seed)
+        space = FakeSpace(clock=clock, seed=seed)
         space.run_traffic(tick=60, target_active=5)
         space.stop()
         return space.sessions()
@@ -427,17 +448,41 @@ def test_traffic_is_seeded(clock: Clock) -> None:
     assert [r["status"] for r in first].count("completed") >= 1
 
 
-def test_keep_alive_requests_are_fast(space: SimulatedSpace, client: httpx.Client) -> None:
-    session = space.add_session()
-    started = time.perf_counter()
-    for _ in range(40):
-        assert client.get(LIST + "/" + session).status_code == 200
-    assert time.perf_counter() - started < 1.0  # no Nagle/delayed-ACK stall (~40 ms each)
+def test_traffic_starts_with_live_sessions_ending_as_it_starts(clock: Clock) -> None:
+    """So that a first poll (``--demo --once``) already counts completed sessions."""
+    space = FakeSpace(clock=clock, seed=7)
+    with pytest.raises(RuntimeError):
+        _ = space.traffic_started
+    space.run_traffic(tick=60, target_active=5)
+    space.stop()
+    assert space.traffic_started == T0
+    completed = [r for r in space.sessions() if r["status"] == "completed"]
+    ended_now = [r for r in completed if epoch(r["end_time"]) == T0]
+    assert len(ended_now) == ENDED_AT_START >= 1
+    assert all(epoch(r["start_time"]) < T0 and r["cost_in_dollars"] > 0 for r in ended_now)
+    assert all(epoch(r["end_time"]) < T0 - 1 for r in completed if r not in ended_now)  # older history
 
 
-def test_stop_is_idempotent_and_drops_kept_alive_connections(
-    space: SimulatedSpace, client: httpx.Client
-) -> None:
+def test_connections_send_answers_without_nagle_delay() -> None:
+    """Headers and body go out in two writes: with Nagle's algorithm on, the body would wait for
+    the client's delayed ACK (~40 ms per request), so every connection sets TCP_NODELAY."""
+    nodelay: list[int] = []
+
+    class Probe(RequestHandler):
+        def setup(self) -> None:
+            super().setup()
+            nodelay.append(self.connection.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+    class ProbedSpace(SimulatedSpace):
+        handler = Probe
+
+    with ProbedSpace(PROJECT, TOKEN) as space, httpx.Client(auth=(PROJECT, TOKEN)) as client:
+        assert [client.get(space.base_url + LIST).status_code for _ in range(3)] == [200] * 3
+    assert len(nodelay) == 1  # one kept-alive connection
+    assert nodelay[0] != 0
+
+
+def test_stop_is_idempotent_and_drops_kept_alive_connections(space: FakeSpace, client: httpx.Client) -> None:
     session = space.add_session()
     assert client.get(LIST + "/" + session).status_code == 200
     space.stop()
@@ -449,9 +494,10 @@ def test_stop_is_idempotent_and_drops_kept_alive_connections(
 
 
 def test_stop_traffic_freezes_the_sessions_and_keeps_serving() -> None:
-    with SimulatedSpace(seed=4) as space:
+    with FakeSpace(seed=4) as space:
         space.run_traffic(tick=0.01, target_active=8, mean_duration=0.2)
-        time.sleep(0.2)
+        seeded = len(space.sessions())
+        assert until(lambda: len(space.sessions()) > seeded)
         space.stop_traffic()
         frozen = space.sessions()
         time.sleep(0.2)

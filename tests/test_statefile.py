@@ -14,10 +14,10 @@ import pytest
 
 from exporter.config import DEFAULT_BUCKETS
 from exporter.poller import SpacePoller, SpaceSnapshot
-from exporter.simulator import SimulatedSpace
 from exporter.state import Accounting, Histogram, Totals
 from exporter.statefile import StateFile, check_state_path
 
+from .support.fake_api import FakeSpace
 from .test_cli import PROJECT as CLI_PROJECT
 from .test_cli import TOKEN as CLI_TOKEN
 from .test_cli import free_port, run_cli, running_exporter, stalling_api, write_config
@@ -134,7 +134,7 @@ def test_check_config_reports_an_unusable_state_path(tmp_path: Path) -> None:
     assert result.stderr == f"config error: state.path: directory {tmp_path / 'x'} does not exist\n"
 
 
-def _exporter_with_state(sim: SimulatedSpace, path: Path, clock: list[float] | None = None) -> Exporter:
+def _exporter_with_state(sim: FakeSpace, path: Path, clock: list[float] | None = None) -> Exporter:
     exporter = Exporter(sim)
     state = StateFile(str(path), exporter.config.duration_buckets)
     resumed = state.load(["test"])
@@ -152,9 +152,7 @@ def _exporter_with_state(sim: SimulatedSpace, path: Path, clock: list[float] | N
     return exporter
 
 
-def test_restart_resumes_counters_and_counts_what_ended_while_down(
-    sim: SimulatedSpace, tmp_path: Path
-) -> None:
+def test_restart_resumes_counters_and_counts_what_ended_while_down(sim: FakeSpace, tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     a = sim.add_session(name="a")
     first = _exporter_with_state(sim, path)
@@ -178,7 +176,7 @@ def test_restart_resumes_counters_and_counts_what_ended_while_down(
 
 
 def test_sessions_that_ended_beyond_max_backfill_are_skipped_and_counted(
-    sim: SimulatedSpace, tmp_path: Path
+    sim: FakeSpace, tmp_path: Path
 ) -> None:
     path = tmp_path / "state.json"
     now = time.time()
@@ -194,7 +192,7 @@ def test_sessions_that_ended_beyond_max_backfill_are_skipped_and_counted(
     assert second.value("signalwire_video_sessions_skipped_total", reason="backfill_limit") == 1
 
 
-def test_unwritable_state_fails_the_poll_and_changes_nothing(sim: SimulatedSpace, tmp_path: Path) -> None:
+def test_unwritable_state_fails_the_poll_and_changes_nothing(sim: FakeSpace, tmp_path: Path) -> None:
     directory = tmp_path / "state"
     directory.mkdir()
     a = sim.add_session()
@@ -234,11 +232,11 @@ def test_server_shows_resumed_counters_before_its_first_poll(tmp_path: Path) -> 
 
 
 def test_counting_start_survives_a_crash_before_the_first_successful_poll(tmp_path: Path) -> None:
-    with SimulatedSpace(CLI_PROJECT, CLI_TOKEN) as sim:
+    with FakeSpace(CLI_PROJECT, CLI_TOKEN) as sim:
         _count_after_a_failed_first_run(sim, tmp_path)
 
 
-def _count_after_a_failed_first_run(sim: SimulatedSpace, tmp_path: Path) -> None:
+def _count_after_a_failed_first_run(sim: FakeSpace, tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     a = sim.add_session()
     config = write_config(tmp_path, sim.base_url, token="wrong-token")

@@ -1,0 +1,1 @@
+"""Test support: the fake SignalWire API the tests and benchmarks run against."""

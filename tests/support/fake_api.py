@@ -1,0 +1,246 @@
+"""The tests' fake SignalWire API: the demo's simulated space, plus what tests need to bend it.
+
+:class:`FakeSpace` adds fault injection (``fail_next``: any status, body and headers, or a
+reset, truncated or dripping delivery), request recording (``requests``), ``latency``,
+concurrency counts (``in_flight``, ``max_in_flight``), ``next_link_hook``, relative links,
+raw records listed verbatim, sessions that reopen or vanish, and the ground truth (``sessions``).
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from http.client import responses
+from operator import attrgetter
+from typing import Any, ClassVar, Literal, NamedTuple
+
+from exporter.simulator import (
+    Endpoint,
+    Entry,
+    ListQuery,
+    Request,
+    RequestHandler,
+    Response,
+    SimulatedSpace,
+    errors_body,
+)
+
+FaultKind = Literal["respond", "reset", "truncate", "drip"]
+
+
+@dataclass(frozen=True)
+class FaultyResponse(Response):
+    """A response delivered as ``kind`` says (see :meth:`FakeSpace.fail_next`)."""
+
+    kind: FaultKind = "respond"
+    delay: float = 0.1  # drip: seconds between two bytes of the body
+
+
+@dataclass
+class _Fault:
+    response: FaultyResponse
+    remaining: int
+    endpoint: Endpoint | None
+
+
+class _Raw(NamedTuple):
+    """A record from ``add_raw_record``: listed verbatim for ``status``, never served by GET."""
+
+    pos: tuple[float, str, int]
+    status: str
+    fixed: dict[str, Any]
+
+    @property
+    def key(self) -> tuple[float, str]:
+        return self.pos[:2]
+
+    def record(self, now: float) -> dict[str, Any]:
+        return self.fixed
+
+    def served(self, name: str) -> Any:
+        return self.fixed.get(name)
+
+
+def _default_fault_body(status: int) -> dict[str, Any]:
+    if status == 422:
+        return errors_body("validation_error", "invalid_parameter", "Invalid parameter", None)
+    if status == 429:
+        return errors_body("rate_limit_error", "rate_limit_exceeded", "Too many requests", None)
+    return {"error": responses.get(status, "Error")}
+
+
+class _FaultyHandler(RequestHandler):
+    """Counts requests in flight and delivers faulty responses as their ``kind`` says."""
+
+    space: FakeSpace
+
+    def do_GET(self) -> None:
+        with self.space._answering():
+            super().do_GET()
+
+    def send(self, response: Response) -> None:
+        if not isinstance(response, FaultyResponse) or response.kind == "respond":
+            super().send(response)
+        elif response.kind == "reset":  # close with RST, no response at all
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+        elif response.kind == "truncate":  # promise one byte more than the body, then close
+            self.close_connection = True
+            with suppress(BrokenPipeError, ConnectionResetError):
+                self.send_head(response, len(response.body) + 1)
+                self.wfile.write(response.body)
+        else:
+            self._drip(response)
+
+    def _drip(self, response: FaultyResponse) -> None:
+        """The body one byte every ``response.delay`` seconds, until it is sent or the space stops."""
+        try:
+            self.send_head(response, len(response.body))
+            for i in range(len(response.body)):
+                self.wfile.write(response.body[i : i + 1])
+                if self.space._stopped.wait(response.delay):
+                    break
+        except (BrokenPipeError, ConnectionResetError):  # the client went away (or was killed)
+            self.close_connection = True
+
+
+class FakeSpace(SimulatedSpace):
+    """A :class:`SimulatedSpace` with faults, recording and odd data for the tests."""
+
+    handler: ClassVar[type[RequestHandler]] = _FaultyHandler
+
+    def __init__(
+        self, *args: Any, link_style: Literal["absolute", "relative"] = "absolute", **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._link_style = link_style
+        self._raw: list[_Raw] = []
+        self._faults: list[_Fault] = []
+        self._stopped = threading.Event()  # ends latency waits and drips
+        self.next_link_hook: Callable[[str], str | None] | None = None
+        self.requests: list[Request] = []
+        self.latency: float = 0.0  # seconds each request waits, once recorded, before its answer
+        self.in_flight = 0  # requests being answered now
+        self.max_in_flight = 0  # the most ever answered at once
+
+    def stop(self) -> None:
+        self._stopped.set()
+        super().stop()
+        self._stopped = threading.Event()
+
+    # --- scripting beyond the demo ---------------------------------------------------------
+
+    def reopen_session(self, session_id: str) -> None:
+        """Put a completed session back in progress (an API that flips its status back)."""
+        with self._lock:
+            session = self._sessions[session_id]
+            old_status = session.status
+            session.end_time = None
+            self._changed(session, old_status)
+
+    def delete_session(self, session_id: str) -> None:
+        """Remove a session: absent from lists and 404 on GET."""
+        with self._lock:
+            self._unfile(self._sessions.pop(session_id))
+
+    def add_raw_record(
+        self, record: dict[str, Any], status: str = "completed", created_at: float | None = None
+    ) -> None:
+        """Serve ``record`` verbatim in lists (unfiltered or for ``status``); never on GET."""
+        raw_id = record.get("id")
+        sort_id = raw_id if isinstance(raw_id, str) else str(uuid.uuid4())
+        created = self._clock() if created_at is None else created_at
+        with self._lock:
+            raw = _Raw((created, sort_id, -next(self._seq)), status, record)
+            self._raw.append(raw)
+            self._file(raw)
+
+    def _entries(self) -> Iterable[Entry]:
+        return [*super()._entries(), *self._raw]
+
+    def sessions(self) -> list[dict[str, Any]]:
+        """Ground truth: every session's record as the list endpoint serves it now, newest first.
+
+        Raw records from ``add_raw_record`` are not sessions and are left out.
+        """
+        with self._lock:
+            now = self._clock()
+            newest_first = sorted(self._sessions.values(), key=attrgetter("pos"), reverse=True)
+            return [dict(session.record(now)) for session in newest_first]
+
+    # --- faults ----------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        body: bytes | dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        times: int = 1,
+        endpoint: Endpoint | None = None,
+        kind: FaultKind = "respond",
+        delay: float = 0.1,
+    ) -> None:
+        """Answer the next ``times`` matching requests with this response, before even auth.
+
+        ``kind`` is how it is delivered: ``respond`` normally; ``reset`` closes the connection
+        without any response (TCP RST); ``truncate`` announces one byte more than the body
+        (Content-Length) and closes after the body; ``drip`` sends the body one byte every
+        ``delay`` seconds.
+        """
+        payload = _default_fault_body(status) if body is None else body
+        data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+        response = FaultyResponse(status, data, headers or {}, kind, delay)
+        with self._lock:
+            self._faults.append(_Fault(response, times, endpoint))
+
+    def clear_faults(self) -> None:
+        """Forget every fault not yet served."""
+        with self._lock:
+            self._faults.clear()
+
+    @contextmanager
+    def _answering(self) -> Iterator[None]:
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _respond(self, request: Request) -> Response:
+        with self._lock:
+            self.requests.append(request)
+            fault = self._take_fault(request.endpoint)
+        if self.latency > 0:  # outside the lock: other requests and scripted changes go on
+            self._stopped.wait(self.latency)
+        return super()._respond(request) if fault is None else fault
+
+    def _take_fault(self, endpoint: Endpoint | None) -> FaultyResponse | None:
+        for fault in self._faults:
+            if fault.endpoint in (None, endpoint):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._faults.remove(fault)
+                return fault.response
+        return None
+
+    def _links(self, params: ListQuery, page: list[Entry], more: bool) -> dict[str, str]:
+        links = super()._links(params, page, more)
+        if self._link_style == "relative":
+            links = {name: link.removeprefix(self.base_url) for name, link in links.items()}
+        if "next" in links and self.next_link_hook is not None:
+            bent = self.next_link_hook(links["next"])
+            if bent is None:
+                del links["next"]
+            else:
+                links["next"] = bent
+        return links
