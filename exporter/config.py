@@ -1,8 +1,9 @@
 """Configuration: load YAML (or environment variables), expand ``${VAR}``, validate strictly.
 
-Every problem is collected with its path (``spaces[0].project_id: required``) and raised
-together as one :class:`ConfigError`, so a user fixes a file in one round trip.
-Secret values are never part of an error message.
+The file's schema is the dataclasses below, read by :func:`exporter.schema.decode`; the rules
+that relate keys of a space follow in :func:`_space`. Every problem is collected with its path
+(``spaces[0].project_id: required``) and raised together as one :class:`ConfigError`, so a user
+fixes a file in one round trip. Secret values are never part of an error message.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import yaml
+from msgspec import Meta
 
-T = TypeVar("T")
+from .schema import REPORTED, Parse, decode, given
 
 DEFAULT_BUCKETS = (60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -29,6 +31,11 @@ ENV_SPACE, ENV_PROJECT, ENV_TOKEN, ENV_TOKEN_FILE = (
     "SIGNALWIRE_API_TOKEN",
     "SIGNALWIRE_API_TOKEN_FILE",
 )
+_SPACES = "a list with at least one space"
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_SPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 
 class ConfigError(Exception):
@@ -37,69 +44,6 @@ class ConfigError(Exception):
     def __init__(self, errors: list[str]) -> None:
         super().__init__("\n".join(errors))
         self.errors = errors
-
-
-@dataclass(frozen=True)
-class Filters:
-    """List filters sent with every room-sessions listing of a space."""
-
-    room_name: str | None = None
-    room_name_matches: str | None = None
-    room_id: str | None = None
-
-
-@dataclass(frozen=True)
-class SpaceConfig:
-    """One SignalWire space (project) to poll; ``name`` is the ``space`` label."""
-
-    name: str
-    base_url: str
-    project_id: str
-    api_token: str = field(repr=False)
-    filters: Filters = Filters()
-
-
-@dataclass(frozen=True)
-class PollConfig:
-    """Polling cadence and limits; durations in seconds."""
-
-    interval: float = 30.0
-    timeout: float = 10.0
-    lookback: float = 300.0
-    page_size: int = 1000
-    max_pages: int = 1000
-
-
-@dataclass(frozen=True)
-class Config:
-    """The whole validated configuration."""
-
-    spaces: tuple[SpaceConfig, ...]
-    listen_address: str = "0.0.0.0:10092"
-    poll: PollConfig = PollConfig()
-    state_path: str | None = None
-    max_backfill: float = 86400.0
-    duration_buckets: tuple[float, ...] = DEFAULT_BUCKETS
-    rooms_enabled: bool = False
-    rooms_max: int = 50
-    log_level: str = "info"
-    log_format: str = "text"
-    web_config_file: str | None = None
-    # Files holding secrets (the config file with an inline api_token, api_token_file paths),
-    # checked for group/other read permission at start.
-    secret_files: tuple[str, ...] = ()
-
-    @property
-    def listen_host_port(self) -> tuple[str, int]:
-        """``listen_address`` split into host and port (validated on load)."""
-        return split_host_port(self.listen_address)
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_UNSET = object()  # stands for a value whose ${VAR} is not set
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_SPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 
 
 def parse_duration(value: object) -> float:
@@ -135,13 +79,11 @@ def split_host_port(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port_text)
 
 
-def _int_range(low: int, high: int) -> Callable[[object], int]:
-    def parse(value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise ValueError(f"must be an integer from {low} to {high}, got {value!r}")
-        return value
-
-    return parse
+def _text(value: object) -> str:
+    """A non-empty string, stripped; never echoes the value (it may be a token)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("must be a non-empty string")
+    return value.strip()
 
 
 def _choice(*options: str) -> Callable[[object], str]:
@@ -151,29 +93,6 @@ def _choice(*options: str) -> Callable[[object], str]:
         return value.lower()
 
     return parse
-
-
-def _boolean(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"must be true or false, got {value!r}")
-    return value
-
-
-def _text(value: object) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("must be a non-empty string")
-    return value.strip()
-
-
-def _optional_text(value: object) -> str | None:
-    return None if value is None else _text(value)
-
-
-def _secret(value: object) -> str:
-    """Like ``_text`` but never echoes the value."""
-    if not isinstance(value, str) or not value.strip():
-        raise ValueError("must be a non-empty string")
-    return value.strip()
 
 
 def _listen_address(value: object) -> str:
@@ -210,42 +129,124 @@ def _space_host(value: object) -> str:
     return f"https://{name}.signalwire.com"
 
 
-class _Reader:
-    """Reads fields of one YAML mapping, recording every error with its path."""
+_Text = Annotated[str, Parse(_text)]
+_OptionalText = Annotated[str | None, Parse(_text)]
+_Duration = Annotated[float, Parse(parse_duration)]
 
-    def __init__(self, raw: object, path: str, errors: list[str], keys: tuple[str, ...]) -> None:
-        self.path, self.errors = path, errors
-        self.data: Mapping[str, Any] = {}
-        if raw is None:
-            return
-        if not isinstance(raw, Mapping):
-            errors.append(f"{path or 'config'}: must be a mapping")
-            return
-        self.data = raw
-        errors.extend(f"{self.at(k)}: unknown key" for k in raw if k not in keys)
 
-    def at(self, key: object) -> str:
-        return f"{self.path}.{key}" if self.path else str(key)
+@dataclass(frozen=True)
+class Filters:
+    """List filters sent with every room-sessions listing of a space."""
 
-    def get(self, key: str, parse: Callable[[object], T], default: T) -> T:
-        if self.data.get(key) is None:
-            return default
-        return self.parse(key, parse, default)
+    room_name: _OptionalText = None
+    room_name_matches: _OptionalText = None
+    room_id: _OptionalText = None
 
-    def require(self, key: str, parse: Callable[[object], T], default: T, hint: str = "") -> T:
-        if self.data.get(key) is None:
-            self.errors.append(f"{self.at(key)}: required{hint}")
-            return default
-        return self.parse(key, parse, default)
 
-    def parse(self, key: str, parse: Callable[[object], T], default: T) -> T:
-        if self.data[key] is _UNSET:  # an unset ${VAR}, already reported
-            return default
-        try:
-            return parse(self.data[key])
-        except ValueError as exc:
-            self.errors.append(f"{self.at(key)}: {exc}")
-            return default
+@dataclass(frozen=True)
+class SpaceConfig:
+    """One SignalWire space (project) to poll; ``name`` is the ``space`` label."""
+
+    name: str
+    base_url: str
+    project_id: str
+    api_token: str = field(repr=False)
+    filters: Filters = Filters()
+
+
+@dataclass(frozen=True)
+class PollConfig:
+    """Polling cadence and limits; durations in seconds."""
+
+    interval: _Duration = 30.0
+    timeout: _Duration = 10.0
+    lookback: _Duration = 300.0
+    page_size: Annotated[int, Meta(ge=1, le=1000)] = 1000
+    max_pages: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole validated configuration."""
+
+    spaces: tuple[SpaceConfig, ...]
+    listen_address: str = "0.0.0.0:10092"
+    poll: PollConfig = PollConfig()
+    state_path: str | None = None
+    max_backfill: float = 86400.0
+    duration_buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    rooms_enabled: bool = False
+    rooms_max: int = 50
+    log_level: str = "info"
+    log_format: str = "text"
+    web_config_file: str | None = None
+    # Files holding secrets (the config file with an inline api_token, api_token_file paths),
+    # checked for group/other read permission at start.
+    secret_files: tuple[str, ...] = ()
+
+    @property
+    def listen_host_port(self) -> tuple[str, int]:
+        """``listen_address`` split into host and port (validated on load)."""
+        return split_host_port(self.listen_address)
+
+
+# The file's schema (see schema.py); PollConfig and Filters above are sections of it too.
+
+
+# The keys a space requires, each with the key that may stand in for it.
+_REQUIRED = {"name": "", "space": "base_url", "project_id": "", "api_token": "api_token_file"}
+
+
+@dataclass(frozen=True)
+class _Space:
+    name: _Text = ""  # required: see _REQUIRED
+    space: Annotated[str | None, Parse(_space_host)] = None  # read as https://<space>.signalwire.com
+    base_url: Annotated[str | None, Parse(_base_url)] = None
+    project_id: _Text = ""
+    api_token: _Text = field(default="", repr=False)
+    api_token_file: _OptionalText = None
+    filters: Filters = Filters()
+
+
+@dataclass(frozen=True)
+class _Server:
+    listen_address: Annotated[str, Parse(_listen_address)] = Config.listen_address
+    web_config_file: _OptionalText = None
+
+
+@dataclass(frozen=True)
+class _State:
+    path: _OptionalText = None
+    max_backfill: _Duration = Config.max_backfill
+
+
+@dataclass(frozen=True)
+class _Rooms:
+    enabled: bool = Config.rooms_enabled
+    max: Annotated[int, Meta(ge=1, le=10_000)] = Config.rooms_max
+
+
+@dataclass(frozen=True)
+class _Metrics:
+    duration_buckets: Annotated[tuple[float, ...], Parse(_buckets)] = DEFAULT_BUCKETS
+    rooms: _Rooms = _Rooms()
+
+
+@dataclass(frozen=True)
+class _Logging:
+    level: Annotated[str, Parse(_choice(*LOG_LEVELS))] = Config.log_level
+    format: Annotated[str, Parse(_choice(*LOG_FORMATS))] = Config.log_format
+
+
+@dataclass(frozen=True)
+class _File:
+    server: _Server = _Server()
+    poll: PollConfig = PollConfig()
+    state: _State = _State()
+    metrics: _Metrics = _Metrics()
+    logging: _Logging = _Logging()
+    # Each entry is a _Space, decoded by _space with the rules that relate its keys.
+    spaces: Annotated[list[Any], Meta(min_length=1, description=_SPACES)] | None = None
 
 
 def _expand_env(node: Any, path: str, env: Mapping[str, str], errors: list[str]) -> Any:
@@ -260,7 +261,7 @@ def _expand_env(node: Any, path: str, env: Mapping[str, str], errors: list[str])
     unset = [name for name in _ENV_REF.findall(node) if name not in env]
     if unset:
         errors.extend(f"{path}: environment variable {name} is not set" for name in unset)
-        return _UNSET
+        return REPORTED
     return _ENV_REF.sub(lambda match: env[match.group(1)], node)
 
 
@@ -275,42 +276,22 @@ def _read_token_file(path: str) -> str:
     return token
 
 
-def _space(raw: object, path: str, errors: list[str]) -> SpaceConfig:
-    keys = ("name", "space", "base_url", "project_id", "api_token", "api_token_file", "filters")
-    if not isinstance(raw, Mapping):
-        errors.append(f"{path}: must be a mapping")
-        return SpaceConfig("", "", "", "")
-    r = _Reader(raw, path, errors, keys)
-    name = r.require("name", _text, "")
-    if r.data.get("base_url") is not None:
-        base_url = r.get("base_url", _base_url, "")
-    else:
-        base_url = r.require("space", _space_host, "", hint=" (or base_url)")
-    project_id = r.require("project_id", _text, "")
-    has_token, has_file = (
-        r.data.get("api_token") is not None,
-        r.data.get("api_token_file") is not None,
-    )
-    if has_token and has_file:
-        errors.append(f"{r.at('api_token')}: give api_token or api_token_file, not both")
-    token = r.get("api_token", _secret, "")
-    token_path = r.get("api_token_file", _text, "")
-    if token_path:
-        token = r.parse("api_token_file", lambda _: _read_token_file(token_path), "")
-    elif not has_token:
-        errors.append(f"{r.at('api_token')}: required (or api_token_file)")
-    f = _Reader(
-        r.data.get("filters"),
-        r.at("filters"),
-        errors,
-        ("room_name", "room_name_matches", "room_id"),
-    )
-    filters = Filters(
-        room_name=f.get("room_name", _optional_text, None),
-        room_name_matches=f.get("room_name_matches", _optional_text, None),
-        room_id=f.get("room_id", _optional_text, None),
-    )
-    return SpaceConfig(name, base_url, project_id, token, filters)
+def _space(raw: object, path: str, errors: list[str]) -> _Space:
+    """One entry of ``spaces``: its keys, the rules that relate them, the token read from its file."""
+    space, present = decode(raw, _Space, path, errors), given(raw)
+    if not isinstance(raw, Mapping):  # reported by decode
+        return space
+    for key, other in _REQUIRED.items():
+        if not present & {key, other}:
+            errors.append(f"{path}.{key}: required" + (f" (or {other})" if other else ""))
+    if {"api_token", "api_token_file"} <= present:
+        errors.append(f"{path}.api_token: give api_token or api_token_file, not both")
+    if space.api_token_file:
+        try:
+            return replace(space, api_token=_read_token_file(space.api_token_file))
+        except ValueError as exc:
+            errors.append(f"{path}.api_token_file: {exc}")
+    return space
 
 
 def parse_config(raw: object, env: Mapping[str, str] | None = None, need_spaces: bool = True) -> Config:
@@ -320,63 +301,35 @@ def parse_config(raw: object, env: Mapping[str, str] | None = None, need_spaces:
     """
     errors: list[str] = []
     raw = _expand_env(raw, "", os.environ if env is None else env, errors)
-    top = _Reader(raw, "", errors, ("server", "poll", "spaces", "state", "metrics", "logging"))
-    server = _Reader(top.data.get("server"), "server", errors, ("listen_address", "web_config_file"))
-    p = _Reader(
-        top.data.get("poll"),
-        "poll",
-        errors,
-        ("interval", "timeout", "lookback", "page_size", "max_pages"),
-    )
-    state = _Reader(top.data.get("state"), "state", errors, ("path", "max_backfill"))
-    metrics = _Reader(top.data.get("metrics"), "metrics", errors, ("duration_buckets", "rooms"))
-    rooms = _Reader(metrics.data.get("rooms"), "metrics.rooms", errors, ("enabled", "max"))
-    logs = _Reader(top.data.get("logging"), "logging", errors, ("level", "format"))
-
-    raw_spaces = top.data.get("spaces")
-    spaces: list[SpaceConfig] = []
-    if raw_spaces is None and not need_spaces:
-        pass
-    elif not isinstance(raw_spaces, list) or not raw_spaces:
-        errors.append("spaces: required (a list with at least one space)")
-    else:
-        spaces = [_space(s, f"spaces[{i}]", errors) for i, s in enumerate(raw_spaces)]
-        seen: set[str] = set()
-        for i, s in enumerate(spaces):
-            if s.name and s.name in seen:
-                errors.append(f"spaces[{i}].name: duplicate space name {s.name!r}")
-            seen.add(s.name)
-
-    defaults = PollConfig()
-    config = Config(
-        spaces=tuple(spaces),
-        listen_address=server.get("listen_address", _listen_address, Config.listen_address),
-        poll=PollConfig(
-            interval=p.get("interval", parse_duration, defaults.interval),
-            timeout=p.get("timeout", parse_duration, defaults.timeout),
-            lookback=p.get("lookback", parse_duration, defaults.lookback),
-            page_size=p.get("page_size", _int_range(1, 1000), defaults.page_size),
-            max_pages=p.get("max_pages", _int_range(1, 1_000_000), defaults.max_pages),
-        ),
-        state_path=state.get("path", _optional_text, None),
-        max_backfill=state.get("max_backfill", parse_duration, Config.max_backfill),
-        duration_buckets=metrics.get("duration_buckets", _buckets, DEFAULT_BUCKETS),
-        rooms_enabled=rooms.get("enabled", _boolean, False),
-        rooms_max=rooms.get("max", _int_range(1, 10_000), 50),
-        log_level=logs.get("level", _choice(*LOG_LEVELS), "info"),
-        log_format=logs.get("format", _choice(*LOG_FORMATS), "text"),
-        web_config_file=server.get("web_config_file", _optional_text, None),
-        secret_files=tuple(
-            str(s["api_token_file"])
-            for s in raw_spaces or ()
-            if isinstance(raw_spaces, list)
-            and isinstance(s, Mapping)
-            and isinstance(s.get("api_token_file"), str)
-        ),
+    doc = decode(raw, _File, "", errors)
+    if need_spaces and "spaces" not in given(raw):
+        errors.append(f"spaces: required ({_SPACES})")
+    spaces = [_space(s, f"spaces[{i}]", errors) for i, s in enumerate(doc.spaces or ())]
+    names = [s.name for s in spaces]
+    errors.extend(
+        f"spaces[{i}].name: duplicate space name {name!r}"
+        for i, name in enumerate(names)
+        if name and name in names[:i]
     )
     if errors:
         raise ConfigError(errors)
-    return config
+    return Config(
+        spaces=tuple(
+            SpaceConfig(s.name, s.base_url or s.space or "", s.project_id, s.api_token, s.filters)
+            for s in spaces
+        ),
+        listen_address=doc.server.listen_address,
+        poll=doc.poll,
+        state_path=doc.state.path,
+        max_backfill=doc.state.max_backfill,
+        duration_buckets=doc.metrics.duration_buckets,
+        rooms_enabled=doc.metrics.rooms.enabled,
+        rooms_max=doc.metrics.rooms.max,
+        log_level=doc.logging.level,
+        log_format=doc.logging.format,
+        web_config_file=doc.server.web_config_file,
+        secret_files=tuple(s.api_token_file for s in spaces if s.api_token_file),
+    )
 
 
 def config_from_env(env: Mapping[str, str] | None = None) -> Config:

@@ -2,8 +2,9 @@
 
 The same ``web-config.yml`` a Prometheus server or node_exporter reads: ``tls_server_config``
 (HTTPS, optionally mutual TLS), ``basic_auth_users`` (bcrypt hashes) and
-``http_server_config.headers``. Parsing is strict: unknown keys and invalid values are errors
-with their path, collected into one :class:`~exporter.config.ConfigError`.
+``http_server_config.headers``. The file's schema is the dataclasses below, read strictly by
+:func:`exporter.schema.decode` like the main config, then checked by the toolkit's rules that
+relate keys; every error comes with its path, collected into one :class:`~exporter.config.ConfigError`.
 
 What differs from the Go toolkit, because Python's ``ssl`` module works differently:
 ``client_auth_type: RequireAnyClientCert`` (accept any certificate without verifying it) cannot
@@ -24,13 +25,15 @@ import ssl
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import bcrypt
+from msgspec import Meta
 
 from .config import ConfigError, read_yaml
+from .schema import SECRET, Parse, decode
 
 log = logging.getLogger("exporter.web")
 
@@ -80,22 +83,48 @@ HEADERS: dict[str, tuple[str, ...] | None] = {
 UNAUTHENTICATED_PATHS = frozenset({"/-/healthy", "/-/ready"})
 REALM = "signalwire-video-exporter"
 HANDSHAKE_TIMEOUT = 10.0
+_USERS = "a mapping of user names to bcrypt hashes"
+
+
+def _string(value: object) -> str | None:
+    """A string; "" means unset, as in the toolkit. Never echoes the value (it may be a key)."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    return value or None
+
+
+def _client_auth_type(value: object) -> str:
+    auth = _string(value) or "NoClientCert"
+    return "RequireAnyClientCert" if auth == "RequireClientCert" else auth  # the toolkit's old spelling
+
+
+def _tls_version(value: object) -> str:
+    if not isinstance(value, str) or value not in TLS_VERSIONS:
+        raise ValueError(f"unknown TLS version {value!r} (use TLS10, TLS11, TLS12 or TLS13)")
+    return value
+
+
+_String = Annotated[str | None, Parse(_string)]
+_TLSVersion = Annotated[str, Parse(_tls_version)]
 
 
 @dataclass(frozen=True)
 class TLSSettings:
-    cert_file: str | None = None
-    key_file: str | None = None
-    cert: str | None = field(default=None, repr=False)
-    key: str | None = field(default=None, repr=False)
-    client_ca_file: str | None = None
-    client_ca: str | None = None
-    client_auth_type: str = "NoClientCert"
+    """``tls_server_config``; relative file names are resolved against the web config's directory."""
+
+    cert_file: _String = None
+    key_file: _String = None
+    cert: _String = field(default=None, repr=False)
+    key: _String = field(default=None, repr=False)
+    client_ca_file: _String = None
+    client_ca: _String = None
+    client_auth_type: Annotated[str, Parse(_client_auth_type)] = "NoClientCert"
     client_allowed_sans: tuple[str, ...] = ()
-    min_version: str = "TLS12"
-    max_version: str = "TLS13"
+    min_version: _TLSVersion = "TLS12"
+    max_version: _TLSVersion = "TLS13"
     cipher_suites: tuple[str, ...] = ()
     prefer_server_cipher_suites: bool = True
+    curve_preferences: tuple[str, ...] = ()  # validated, not applied
 
 
 @dataclass(frozen=True)
@@ -109,49 +138,22 @@ class WebConfig:
     ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
 
 
-class _Fields:
-    """Strict reading of one mapping: unknown keys and wrong types become errors with their path."""
+@dataclass(frozen=True)
+class _HTTPServer:
+    http2: bool = True  # accepted; this server speaks HTTP/1.1
+    headers: dict[Any, Any] = field(default_factory=dict)
 
-    def __init__(self, raw: object, path: str, errors: list[str], keys: Iterable[str]) -> None:
-        self.path, self.errors, self.data = path, errors, {}
-        if raw is None:
-            return
-        if not isinstance(raw, Mapping):
-            errors.append(f"{path}: must be a mapping")
-            return
-        self.data = dict(raw)
-        allowed = set(keys)
-        errors.extend(f"{self.at(k)}: unknown key" for k in raw if k not in allowed)
 
-    def at(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
+@dataclass(frozen=True)
+class _File:
+    """The web config file's schema (see schema.py)."""
 
-    def text(self, key: str) -> str | None:
-        value = self.data.get(key)
-        if value is None or value == "":
-            return None
-        if not isinstance(value, str):
-            self.errors.append(f"{self.at(key)}: must be a string")
-            return None
-        return value
-
-    def strings(self, key: str) -> tuple[str, ...]:
-        value = self.data.get(key)
-        if value is None:
-            return ()
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.errors.append(f"{self.at(key)}: must be a list of strings")
-            return ()
-        return tuple(value)
-
-    def boolean(self, key: str, default: bool) -> bool:
-        value = self.data.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.errors.append(f"{self.at(key)}: must be true or false, got {value!r}")
-            return default
-        return value
+    tls_server_config: TLSSettings = TLSSettings()
+    http_server_config: _HTTPServer = _HTTPServer()
+    basic_auth_users: Annotated[dict[Any, Any], Meta(description=_USERS), SECRET] = field(
+        default_factory=dict
+    )
+    rate_limit: Any = None  # not supported
 
 
 def _resolve(base: Path, name: str | None) -> str | None:
@@ -159,85 +161,54 @@ def _resolve(base: Path, name: str | None) -> str | None:
     return None if name is None else str(base / name)
 
 
-def _tls(raw: object, base: Path, errors: list[str]) -> TLSSettings | None:
-    keys = (
-        *("cert", "key", "client_ca", "cert_file", "key_file", "client_auth_type", "client_ca_file"),
-        *("client_allowed_sans", "min_version", "max_version", "cipher_suites"),
-        *("prefer_server_cipher_suites", "curve_preferences"),
-    )
-    f = _Fields(raw, "tls_server_config", errors, keys)
-    if not f.data:
-        return None
-    cert, key = f.text("cert"), f.text("key")
-    cert_file, key_file = _resolve(base, f.text("cert_file")), _resolve(base, f.text("key_file"))
-    client_ca, client_ca_file = f.text("client_ca"), _resolve(base, f.text("client_ca_file"))
+def _tls(tls: TLSSettings, base: Path, errors: list[str]) -> TLSSettings | None:
+    """The toolkit's rules that relate TLS keys; None when no certificate is configured."""
+    at = "tls_server_config.{}".format
     for inline, name in (("cert", "cert_file"), ("key", "key_file"), ("client_ca", "client_ca_file")):
-        if f.data.get(inline) and f.data.get(name):
-            errors.append(f"{f.at(inline)}: give {inline} or {name}, not both")
-    has_cert, has_key = bool(cert or cert_file), bool(key or key_file)
-    if not has_cert and not has_key and not (client_ca or client_ca_file):
+        if getattr(tls, inline) and getattr(tls, name):
+            errors.append(f"{at(inline)}: give {inline} or {name}, not both")
+    has_cert, has_key = bool(tls.cert or tls.cert_file), bool(tls.key or tls.key_file)
+    has_ca, auth = bool(tls.client_ca or tls.client_ca_file), tls.client_auth_type
+    if not has_cert and not has_key and not has_ca:
         return None  # as in the toolkit: no certificate, no TLS
     if not has_cert:
-        errors.append(f"{f.at('cert_file')}: required (missing cert_file)")
+        errors.append(f"{at('cert_file')}: required (missing cert_file)")
     if not has_key:
-        errors.append(f"{f.at('key_file')}: required (missing key_file)")
-    auth = f.text("client_auth_type") or "NoClientCert"
-    if auth == "RequireClientCert":  # the toolkit's old spelling
-        auth = "RequireAnyClientCert"
+        errors.append(f"{at('key_file')}: required (missing key_file)")
     if auth not in CLIENT_AUTH_TYPES:
         errors.append(
-            f"{f.at('client_auth_type')}: must be one of {', '.join(CLIENT_AUTH_TYPES)}, got {auth!r}"
+            f"{at('client_auth_type')}: must be one of {', '.join(CLIENT_AUTH_TYPES)}, got {auth!r}"
         )
     elif auth == "RequireAnyClientCert":
         errors.append(
-            f"{f.at('client_auth_type')}: RequireAnyClientCert (unverified client certificates) is not "
+            f"{at('client_auth_type')}: RequireAnyClientCert (unverified client certificates) is not "
             "supported by this exporter; use RequireAndVerifyClientCert with client_ca_file"
         )
-    has_ca = bool(client_ca or client_ca_file)
     if has_ca and auth == "NoClientCert":
         errors.append(
-            f"{f.at('client_ca_file')}: Client CA's have been configured without a Client Auth Policy"
+            f"{at('client_ca_file')}: Client CA's have been configured without a Client Auth Policy"
         )
     if auth in ("VerifyClientCertIfGiven", "RequireAndVerifyClientCert") and not has_ca:
-        errors.append(f"{f.at('client_ca_file')}: required with client_auth_type {auth}")
-    sans = f.strings("client_allowed_sans")
-    if sans and auth != "RequireAndVerifyClientCert":
-        errors.append(f"{f.at('client_allowed_sans')}: requires client_auth_type RequireAndVerifyClientCert")
-    versions = []
-    for name, default in (("min_version", "TLS12"), ("max_version", "TLS13")):
-        version = f.text(name) or default
-        if version not in TLS_VERSIONS:
-            errors.append(f"{f.at(name)}: unknown TLS version {version!r} (use TLS10, TLS11, TLS12 or TLS13)")
-            version = default
-        versions.append(version)
-    if TLS_VERSIONS[versions[0]] > TLS_VERSIONS[versions[1]]:
-        errors.append(f"{f.at('min_version')}: is above max_version")
-    ciphers = f.strings("cipher_suites")
-    errors.extend(f"{f.at('cipher_suites')}: unknown cipher {c!r}" for c in ciphers if c not in CIPHER_SUITES)
-    curves = f.strings("curve_preferences")
-    errors.extend(f"{f.at('curve_preferences')}: unknown curve {c!r}" for c in curves if c not in CURVES)
-    return TLSSettings(
-        cert_file=cert_file,
-        key_file=key_file,
-        cert=cert,
-        key=key,
-        client_ca_file=client_ca_file,
-        client_ca=client_ca,
-        client_auth_type=auth,
-        client_allowed_sans=sans,
-        min_version=versions[0],
-        max_version=versions[1],
-        cipher_suites=ciphers,
-        prefer_server_cipher_suites=f.boolean("prefer_server_cipher_suites", True),
+        errors.append(f"{at('client_ca_file')}: required with client_auth_type {auth}")
+    if tls.client_allowed_sans and auth != "RequireAndVerifyClientCert":
+        errors.append(f"{at('client_allowed_sans')}: requires client_auth_type RequireAndVerifyClientCert")
+    if TLS_VERSIONS[tls.min_version] > TLS_VERSIONS[tls.max_version]:
+        errors.append(f"{at('min_version')}: is above max_version")
+    errors.extend(
+        f"{at('cipher_suites')}: unknown cipher {c!r}" for c in tls.cipher_suites if c not in CIPHER_SUITES
+    )
+    errors.extend(
+        f"{at('curve_preferences')}: unknown curve {c!r}" for c in tls.curve_preferences if c not in CURVES
+    )
+    return replace(
+        tls,
+        cert_file=_resolve(base, tls.cert_file),
+        key_file=_resolve(base, tls.key_file),
+        client_ca_file=_resolve(base, tls.client_ca_file),
     )
 
 
-def _users(raw: object, errors: list[str]) -> dict[str, bytes]:
-    if raw is None:
-        return {}
-    if not isinstance(raw, Mapping):
-        errors.append("basic_auth_users: must be a mapping of user names to bcrypt hashes")
-        return {}
+def _users(raw: Mapping[Any, Any], errors: list[str]) -> dict[str, bytes]:
     users: dict[str, bytes] = {}
     for name, hashed in raw.items():
         path = f"basic_auth_users.{name}"
@@ -254,17 +225,9 @@ def _is_bcrypt(value: str) -> bool:
     return len(value) == 60 and value[:4] in ("$2a$", "$2b$", "$2y$") and value[4:6].isdigit()
 
 
-def _headers(raw: object, errors: list[str]) -> tuple[tuple[str, str], ...]:
-    f = _Fields(raw, "http_server_config", errors, ("http2", "headers"))
-    f.boolean("http2", True)  # accepted; this server speaks HTTP/1.1
-    h = f.data.get("headers")
-    if h is None:
-        return ()
-    if not isinstance(h, Mapping):
-        errors.append("http_server_config.headers: must be a mapping")
-        return ()
+def _headers(raw: Mapping[Any, Any], errors: list[str]) -> tuple[tuple[str, str], ...]:
     headers = []
-    for name, value in h.items():
+    for name, value in raw.items():
         path = f"http_server_config.headers.{name}"
         if name not in HEADERS:
             errors.append(
@@ -286,14 +249,12 @@ def _headers(raw: object, errors: list[str]) -> tuple[tuple[str, str], ...]:
 def parse_web_config(raw: object, path: str | None = None, base: Path | None = None) -> WebConfig:
     """Validate a parsed web config document and build its TLS context; raise ConfigError."""
     errors: list[str] = []
-    top = _Fields(
-        raw, "", errors, ("tls_server_config", "http_server_config", "basic_auth_users", "rate_limit")
-    )
-    if "rate_limit" in top.data:
+    doc = decode(raw, _File, "", errors)
+    if doc.rate_limit is not None:
         errors.append("rate_limit: not supported by this exporter")
-    tls = _tls(top.data.get("tls_server_config"), base or Path("."), errors)
-    users = _users(top.data.get("basic_auth_users"), errors)
-    headers = _headers(top.data.get("http_server_config"), errors)
+    tls = _tls(doc.tls_server_config, base or Path("."), errors)
+    users = _users(doc.basic_auth_users, errors)
+    headers = _headers(doc.http_server_config.headers, errors)
     context = None
     if tls is not None and not errors:
         try:

@@ -135,6 +135,17 @@ def test_token_never_appears_in_config_errors_or_repr() -> None:
     assert secret not in repr(good)
 
 
+@pytest.mark.parametrize("token", [987654321, ["s3cr3t-token-value"], {"s3cr3t-token-value": 1}, "  "])
+def test_a_token_of_the_wrong_type_is_reported_without_its_value(token: object) -> None:
+    space = {"name": "p", "space": "acme", "project_id": "x", "api_token": token, "api_tokn": token}
+    with pytest.raises(ConfigError) as info:
+        parse_config({"spaces": [space]})
+    assert info.value.errors == [
+        "spaces[0].api_tokn: unknown key (did you mean api_token?)",
+        "spaces[0].api_token: must be a non-empty string",
+    ]
+
+
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "exporter", *args],

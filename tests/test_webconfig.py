@@ -399,6 +399,40 @@ def test_invalid_web_config_reports_every_error_with_its_path(doc: dict[str, Any
         assert got.startswith(f"web.yml: {expected}"), (got, expected)
 
 
+def test_a_misspelled_key_names_the_nearest_valid_one() -> None:
+    doc = {
+        "basic_auth_user": {},
+        "tls_server_config": {"cert_file": "a", "key_file": "b", "min_verison": "TLS13", "ciphers": []},
+    }
+    with pytest.raises(ConfigError) as info:
+        parse_web_config(doc, "web.yml")
+    assert info.value.errors == [
+        "web.yml: basic_auth_user: unknown key (did you mean basic_auth_users?)",
+        "web.yml: tls_server_config.min_verison: unknown key (did you mean min_version?)",
+        "web.yml: tls_server_config.ciphers: unknown key",
+    ]
+
+
+SECRET_VALUE = "-----BEGIN PRIVATE KEY----- s3cr3t"
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"tls_server_config": {"cert_file": "a", "key_file": "b", "key": SECRET_VALUE}},
+        {"tls_server_config": {"cert_file": "a", "key": [SECRET_VALUE]}},
+        {"tls_server_config": {"cert": "not a certificate", "key": SECRET_VALUE}},
+        {"basic_auth_users": {"u": SECRET_VALUE, "v:w": SECRET_VALUE}},
+        {"basic_auth_users": f"u:{SECRET_VALUE}"},
+        {"basic_auth_users": [f"u:{SECRET_VALUE}"]},
+    ],
+)
+def test_keys_and_hashes_never_appear_in_errors(doc: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_web_config(doc, "web.yml")
+    assert info.value.errors and "s3cr3t" not in str(info.value), info.value.errors
+
+
 def test_missing_certificate_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         parse_web_config(
