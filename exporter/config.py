@@ -180,7 +180,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     web_config_file: str | None = None
-    # Files holding secrets (the config file with an inline api_token, api_token_file paths),
+    # Files holding secrets (the config file with a literal api_token, api_token_file paths),
     # checked for group/other read permission at start.
     secret_files: tuple[str, ...] = ()
 
@@ -378,14 +378,17 @@ def load_config(path: str | None, env: Mapping[str, str] | None = None, need_spa
         return config_from_env(env) if need_spaces else Config(spaces=())
     raw = read_yaml(path, "config file")
     config = parse_config(raw, env, need_spaces)
-    if _has_inline_token(raw):
+    if _has_literal_token(raw):
         config = replace(config, secret_files=(path, *config.secret_files))
     return config
 
 
-def _has_inline_token(raw: object) -> bool:
+def _has_literal_token(raw: object) -> bool:
+    """Whether an ``api_token`` is written in the file itself, not only ``${VAR}`` references."""
     spaces = raw.get("spaces") if isinstance(raw, Mapping) else None
-    return isinstance(spaces, list) and any(isinstance(s, Mapping) and s.get("api_token") for s in spaces)
+    return isinstance(spaces, list) and any(
+        isinstance(s, Mapping) and _ENV_REF.sub("", str(s.get("api_token") or "")).strip() for s in spaces
+    )
 
 
 def readable_by_others(path: str) -> bool:

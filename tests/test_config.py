@@ -168,6 +168,19 @@ def test_check_config_cli_exit_codes_and_no_traceback() -> None:
     assert good.stdout == "config OK: 1 space(s): production\n"
 
 
+@pytest.mark.parametrize(("token", "warns"), [("${SIGNALWIRE_API_TOKEN}", False), ("tok-literal", True)])
+def test_only_a_literal_token_makes_the_config_file_a_secret(tmp_path: Path, token: str, warns: bool) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text((ROOT / "config.example.yaml").read_text().replace("${SIGNALWIRE_API_TOKEN}", token))
+    config.chmod(0o644)
+    env = {"SIGNALWIRE_SPACE": "example", "SIGNALWIRE_PROJECT_ID": "pid", "SIGNALWIRE_API_TOKEN": "tok-env"}
+    result = _cli("--check-config", "--config", str(config), env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "config OK: 1 space(s): production\n"
+    warning = f"config warning: {config} holds secrets but is readable by group or others (chmod 600 it)\n"
+    assert result.stderr == (warning if warns else "")
+
+
 def test_secret_files_are_the_config_with_inline_tokens_and_token_files(tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("t")
