@@ -21,15 +21,20 @@ RUN python3 -m venv /opt/venv \
 # Runtime stage: the base image plus the virtualenv; no pip, no wheel, no build tools.
 FROM ${BASE_IMAGE}
 ARG VERSION=0.1.0
+# The source commit, shown as the revision label of signalwire_video_exporter_build_info:
+# --build-arg REVISION=$(git rev-parse HEAD)
+ARG REVISION=unknown
 LABEL org.opencontainers.image.title="signalwire-video-exporter" \
       org.opencontainers.image.description="Prometheus exporter for SignalWire Video room sessions: activity, capacity, cost and exporter health." \
       org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.version="${VERSION}"
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=build /opt/venv /opt/venv
 # The state file's default place (opt-in: --state-file /var/lib/signalwire-video-exporter/state.json);
 # mount a volume here so it survives the container and the root filesystem can stay read-only.
 COPY --from=build --chown=65534:65534 /var/lib/signalwire-video-exporter /var/lib/signalwire-video-exporter
 ENV PATH=/opt/venv/bin:$PATH \
+    SIGNALWIRE_VIDEO_EXPORTER_REVISION=${REVISION} \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 USER 65534:65534

@@ -61,7 +61,8 @@ from sim_process import Endpoint, Order, SimProcess, Workload  # noqa: E402
 import exporter.api  # noqa: E402
 import exporter.poller  # noqa: E402
 from exporter.config import PollConfig, parse_config  # noqa: E402
-from exporter.poller import Snapshots, SpacePoller  # noqa: E402
+from exporter.poller import SpacePoller  # noqa: E402
+from exporter.snapshot import Snapshots  # noqa: E402
 
 P = "signalwire_video_"
 CHURN = 1000

@@ -36,7 +36,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from exporter.config import DEFAULT_BUCKETS
+from exporter.snapshot import DEFAULT_DURATION_BUCKETS
 from exporter.statefile import StateFile
 from tests.support.fake_api import FakeSpace, FaultKind
 
@@ -175,7 +175,8 @@ def main() -> int:
                 figures.append(("end", *proc_figures(proc.pid)))
             sim.stop_traffic()
             sim.clear_faults()
-            counting_start = StateFile(str(state), DEFAULT_BUCKETS).load(["soak"])["soak"].counting_start
+            stored = StateFile(str(state), DEFAULT_DURATION_BUCKETS).load(["soak"])
+            counting_start = stored["soak"].counting_start
             result = finish(sim, url, counting_start)
         finally:
             proc.terminate()

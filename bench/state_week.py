@@ -56,7 +56,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from exporter.config import Config, PollConfig
 from exporter.models import RoomSession
 from exporter.simulator import FPS_MIX, QUALITY_MIX, ROOMS
-from exporter.state import Accounting, Key, Observation, Settings, apply, summarize
+from exporter.snapshot import Key
+from exporter.state import Accounting, Observation, Settings, apply, summarize
 from exporter.statefile import StateFile
 
 SPACE = "bench"
@@ -324,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in range(1, polls + 1):
             started = T0 + round((n - 1) * args.interval)
             for session in world.advance(started):
-                if session.end_ts > T0 - 1:  # README: sessions that ended before start are not counted
+                if session.end_ts > T0 - 1:  # docs/counting.md: sessions that ended before start are not counted
                     expected.add(session, settings.buckets)
             in_progress = world.in_progress()
             listed = {s.id for s in in_progress}

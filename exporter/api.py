@@ -13,8 +13,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -29,17 +28,11 @@ log = logging.getLogger(__name__)
 LIST_PATH = "/api/video/room_sessions"
 MAX_BODY_BYTES = 64 * 1024 * 1024
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
-REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 USER_AGENT = f"signalwire-video-exporter/{__version__}"
-POLL_ERROR_REASONS = (
-    "unauthorized",
-    "rate_limited",
-    "server_error",
-    "timeout",
-    "network",
-    "invalid_response",
-    "state_write",
-)
+
+# Receives every request's outcome: endpoint ("list" or "get"), HTTP status (None when no
+# response came) and seconds taken.
+RequestObserver = Callable[[str, int | None, float], None]
 
 
 class ApiError(Exception):
@@ -48,46 +41,6 @@ class ApiError(Exception):
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(message)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class RequestStatsSnapshot:
-    """Cumulative request counts by (endpoint, code) and latency histograms by endpoint."""
-
-    counts: dict[tuple[str, str], int]
-    buckets: dict[str, tuple[int, ...]]  # per endpoint: cumulative count per REQUEST_BUCKETS bound
-    sums: dict[str, float]
-    totals: dict[str, int]
-
-
-class RequestStats:
-    """Thread-safe accumulator of the exporter's own API request metrics."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._counts: dict[tuple[str, str], int] = {}
-        self._buckets: dict[str, list[int]] = {}
-        self._sums: dict[str, float] = {}
-        self._totals: dict[str, int] = {}
-
-    def observe(self, endpoint: str, code: str, seconds: float) -> None:
-        with self._lock:
-            self._counts[endpoint, code] = self._counts.get((endpoint, code), 0) + 1
-            counts = self._buckets.setdefault(endpoint, [0] * len(REQUEST_BUCKETS))
-            for i, bound in enumerate(REQUEST_BUCKETS):
-                if seconds <= bound:
-                    counts[i] += 1
-            self._sums[endpoint] = self._sums.get(endpoint, 0.0) + seconds
-            self._totals[endpoint] = self._totals.get(endpoint, 0) + 1
-
-    def snapshot(self) -> RequestStatsSnapshot:
-        with self._lock:
-            return RequestStatsSnapshot(
-                dict(self._counts),
-                {e: tuple(c) for e, c in self._buckets.items()},
-                dict(self._sums),
-                dict(self._totals),
-            )
 
 
 def describe_error_body(body: bytes) -> str:
@@ -135,11 +88,11 @@ class ApiClient:
         self,
         space: SpaceConfig,
         poll: PollConfig,
-        stats: RequestStats,
+        observe: RequestObserver = lambda endpoint, status, seconds: None,
         stop: threading.Event | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.space, self.poll, self.stats = space, poll, stats
+        self.space, self.poll, self.observe = space, poll, observe
         self._stop = stop or threading.Event()
         self._rng = rng or random.Random()
         self._origin = urlsplit(space.base_url)
@@ -196,11 +149,11 @@ class ApiClient:
     def _next_url(self, link: str | None, seen: set[str]) -> str | None:
         if not link:
             return None
-        url = urljoin(self.space.base_url + "/", link.strip())
-        parts = urlsplit(url)
         try:
+            url = urljoin(self.space.base_url + "/", link.strip())
+            parts = urlsplit(url)
             origin = (parts.scheme, parts.hostname, parts.port)
-        except ValueError:  # a port out of range
+        except ValueError:  # an invalid IPv6 host, a port out of range
             raise ApiError("invalid_response", "links.next is not a valid URL") from None
         if origin != (self._origin.scheme, self._origin.hostname, self._origin.port):
             raise ApiError(
@@ -243,16 +196,16 @@ class ApiClient:
             with self._http.stream("GET", url, timeout=timeout) as response:
                 body = _read_capped(response, started + timeout)
         except (httpx.TimeoutException, _DeadlineExceeded):
-            self.stats.observe(endpoint, "error", time.monotonic() - started)
+            self.observe(endpoint, None, time.monotonic() - started)
             return ApiError("timeout", f"{endpoint} request timed out after {timeout:.1f}s"), None
         except (httpx.InvalidURL, _BodyTooLarge) as exc:
-            self.stats.observe(endpoint, "error", time.monotonic() - started)
+            self.observe(endpoint, None, time.monotonic() - started)
             raise ApiError("invalid_response", f"{endpoint} request: {exc}") from None
         except httpx.TransportError as exc:
-            self.stats.observe(endpoint, "error", time.monotonic() - started)
+            self.observe(endpoint, None, time.monotonic() - started)
             return ApiError("network", f"{endpoint} request failed: {type(exc).__name__}: {exc}"), None
         status = response.status_code
-        self.stats.observe(endpoint, str(status), time.monotonic() - started)
+        self.observe(endpoint, status, time.monotonic() - started)
         if status == 200:
             return body, None
         if status == 404 and missing_ok:

@@ -16,22 +16,17 @@ import time
 from dataclasses import replace
 from types import FrameType
 
-from prometheus_client import (
-    GC_COLLECTOR,
-    PLATFORM_COLLECTOR,
-    PROCESS_COLLECTOR,
-    CollectorRegistry,
-    generate_latest,
-)
+from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR
 
 from . import __version__
 from .collector import SessionCollector
 from .config import LOG_LEVELS, Config, ConfigError, SpaceConfig, load_config, readable_by_others
 from .exposition import Exposition
 from .logs import setup_logging
-from .poller import Snapshots, SpacePoller, SpaceSnapshot
+from .poller import SpacePoller
 from .server import MetricsServer, make_app
 from .simulator import SimulatedSpace
+from .snapshot import Snapshots, SpaceSnapshot
 from .state import Accounting
 from .statefile import StateFile, check_state_path
 from .webconfig import WebConfig, load_web_config, wrap_app
@@ -101,10 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level or config.log_level, config.log_format, [s.api_token for s in config.spaces])
     demo_token = secrets.token_hex(16)
     demo = SimulatedSpace(DEMO_PROJECT, demo_token) if args.demo else None
+    counting_start = None
     try:
         if demo is not None:
             demo.start()
             demo.run_traffic()
+            # Count from the moment the demo's traffic began: its first sessions end then, so
+            # even --demo --once shows every family, completed sessions included.
+            counting_start = demo.traffic_started
             config = _demo_config(config, demo, DEMO_PROJECT, demo_token)
             log.info(
                 "demo mode: polling a simulated space at %s every %.0fs",
@@ -113,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if args.once:
             _warn(warnings)
-            return run_once(config)
-        return serve(config, web, warnings)
+            return run_once(config, counting_start)
+        return serve(config, web, warnings, counting_start)
     finally:
         if demo is not None:
             demo.stop()
@@ -137,35 +136,45 @@ def _warn(warnings: list[str]) -> None:
         log.warning("%s", warning)
 
 
-def _build(config: Config, stop: threading.Event) -> tuple[Snapshots, list[SpacePoller], SessionCollector]:
+def _build(
+    config: Config, stop: threading.Event, counting_start: float | None
+) -> tuple[Snapshots, list[SpacePoller]]:
+    """Snapshots (resumed from the state file) and one poller per space.
+
+    Spaces without stored state count sessions that end from ``counting_start`` (default: now).
+    """
     names = [s.name for s in config.spaces]
     snapshots = Snapshots(names)
     state = StateFile(config.state_path, config.duration_buckets) if config.state_path else None
     resumed = state.load(names) if state else {}
     for name, accounting in resumed.items():  # counters continue from the stored values
         snapshots.publish(SpaceSnapshot(name, last_success=accounting.last_success, totals=accounting.totals))
-    if state is not None:  # when counting started must survive a crash before the first poll
-        for name in set(names) - resumed.keys():
-            resumed[name] = Accounting(counting_start=time.time())
+    for name in set(names) - resumed.keys():
+        resumed[name] = Accounting(counting_start=time.time() if counting_start is None else counting_start)
+        if state is not None:  # when counting started must survive a crash before the first poll
             try:
                 state.save(name, resumed[name])
             except OSError as exc:
                 log.error("cannot write the state file: %s", exc)
     pollers = [
-        SpacePoller(space, config, snapshots, stop, state=state, accounting=resumed.get(space.name))
+        SpacePoller(space, config, snapshots, stop, state=state, accounting=resumed[space.name])
         for space in config.spaces
     ]
-    return (
-        snapshots,
-        pollers,
-        SessionCollector(snapshots, config.duration_buckets, config.rooms_enabled),
+    return snapshots, pollers
+
+
+def build_exposition(snapshots: Snapshots, config: Config, fresh: bool = False) -> Exposition:
+    """What ``/metrics`` serves (with process metrics when ``fresh``) and ``--once`` prints."""
+    collector = SessionCollector(snapshots, config.duration_buckets, config.rooms_enabled)
+    return Exposition(
+        snapshots, collector, (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR) if fresh else ()
     )
 
 
-def run_once(config: Config) -> int:
+def run_once(config: Config, counting_start: float | None = None) -> int:
     """Poll every space once (concurrently), print the exposition; 1 if any space failed."""
     stop = threading.Event()
-    _, pollers, collector = _build(config, stop)
+    snapshots, pollers = _build(config, stop, counting_start)
     results: dict[str, bool] = {}
 
     def poll(poller: SpacePoller) -> None:
@@ -179,13 +188,16 @@ def run_once(config: Config) -> int:
         thread.start()
     for thread in threads:
         thread.join()
-    registry = CollectorRegistry()
-    registry.register(collector)
-    sys.stdout.write(generate_latest(registry).decode())
+    sys.stdout.write(build_exposition(snapshots, config).render(None)[0].decode())
     return 0 if all(results.get(p.space.name, False) for p in pollers) else 1
 
 
-def serve(config: Config, web: WebConfig | None = None, warnings: list[str] | None = None) -> int:
+def serve(
+    config: Config,
+    web: WebConfig | None = None,
+    warnings: list[str] | None = None,
+    counting_start: float | None = None,
+) -> int:
     """Serve /metrics and poll every space in the background until SIGTERM or SIGINT."""
     # A large poll decodes and aggregates while holding the GIL; a scrape thread waits up to one
     # switch interval each time it needs the GIL back (about ten times per scrape). 0.5 ms instead
@@ -193,12 +205,11 @@ def serve(config: Config, web: WebConfig | None = None, warnings: list[str] | No
     # 0.5 ms (bench/perf.py); poll wall time unchanged. It only costs when threads contend.
     sys.setswitchinterval(SWITCH_INTERVAL)
     stop = threading.Event()
-    snapshots, pollers, collector = _build(config, stop)
-    exposition = Exposition(snapshots, collector, (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR))
+    snapshots, pollers = _build(config, stop, counting_start)
     host, port = config.listen_host_port
     try:
         web = web or WebConfig()
-        app = wrap_app(make_app(exposition, snapshots.ready), web)
+        app = wrap_app(make_app(build_exposition(snapshots, config, fresh=True), snapshots.ready), web)
         sans = web.tls.client_allowed_sans if web.tls else ()
         server = MetricsServer(host, port, app, web.ssl_context, sans)
     except OSError as exc:

@@ -10,7 +10,7 @@ Sample output (one space, abridged)::
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -20,25 +20,30 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from . import __version__
-from .api import POLL_ERROR_REASONS, REQUEST_BUCKETS
-from .poller import Snapshots, SpaceSnapshot
-from .state import KEYS, OTHER_ROOM, SKIP_REASONS, Histogram
+from . import BUILD_LABELS, build_info
+from .snapshot import (
+    ENDPOINTS,
+    KEYS,
+    OTHER_ROOM,
+    POLL_ERROR_REASONS,
+    REQUEST_BUCKETS,
+    REQUEST_CODES,
+    SKIP_REASONS,
+    Histogram,
+    Snapshots,
+    SpaceSnapshot,
+)
 
 P = "signalwire_video_"
-ENDPOINTS = ("list", "get")
 
 
-def _bucket_samples(bounds: tuple[float, ...], cumulative: list[int]) -> list[tuple[str, float]]:
-    return [(str(b), float(c)) for b, c in zip(bounds, cumulative, strict=False)]
-
-
-def _histogram_buckets(bounds: tuple[float, ...], hist: Histogram) -> list[tuple[str, float]]:
-    running, cumulative = 0, []
-    for count in hist.counts:
+def _buckets(bounds: tuple[float, ...], hist: Histogram) -> list[tuple[str, float]]:
+    """Cumulative ``le`` buckets of ``hist``, +Inf last."""
+    running, samples = 0, []
+    for bound, count in zip((*map(str, bounds), "+Inf"), hist.counts, strict=True):
         running += count
-        cumulative.append(running)
-    return [*_bucket_samples(bounds, cumulative), ("+Inf", float(cumulative[-1]))]
+        samples.append((bound, float(running)))
+    return samples
 
 
 class SessionCollector(Collector):
@@ -53,8 +58,12 @@ class SessionCollector(Collector):
         if self.rooms_enabled:
             yield from self._rooms(spaces)
         yield from self._health(spaces)
-        info = GaugeMetricFamily(P + "exporter_build_info", "Exporter version; always 1.", labels=["version"])
-        info.add_metric([__version__], 1.0)
+        info = GaugeMetricFamily(
+            P + "exporter_build_info",
+            "Exporter version, revision and Python version; always 1.",
+            labels=BUILD_LABELS,
+        )
+        info.add_metric(build_info(), 1.0)
         yield info
 
     def _sessions(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
@@ -83,7 +92,7 @@ class SessionCollector(Collector):
             "Duration of completed room sessions.",
             labels=labels,
         )
-        empty = Histogram((0,) * (len(self.buckets) + 1))
+        empty = Histogram.empty(self.buckets)
         for s in spaces:
             act, tot = s.activity, s.totals
             for quality, fps in KEYS:
@@ -93,7 +102,7 @@ class SessionCollector(Collector):
                 completed.add_metric(values, tot.completed.get(key, 0))
                 cost.add_metric(values, tot.cost.get(key, 0.0))
                 hist = tot.durations.get(key, empty)
-                durations.add_metric(values, _histogram_buckets(self.buckets, hist), hist.total)
+                durations.add_metric(values, _buckets(self.buckets, hist), hist.total)
             if act.oldest_start is not None:
                 oldest.add_metric([s.name], act.oldest_start)
         yield from (active, members, oldest, completed, cost, durations)
@@ -149,20 +158,13 @@ class SessionCollector(Collector):
             success.add_metric([s.name], s.last_success or 0.0)
             if s.poll_duration is not None:
                 duration.add_metric([s.name], s.poll_duration)
-            for (endpoint, code), n in sorted(s.requests.counts.items()):
-                requests.add_metric([s.name, endpoint, code], n)
             for endpoint in ENDPOINTS:
-                cumulative = list(s.requests.buckets.get(endpoint, (0,) * len(REQUEST_BUCKETS)))
-                total = s.requests.totals.get(endpoint, 0)
-                buckets = [*_bucket_samples(REQUEST_BUCKETS, cumulative), ("+Inf", float(total))]
-                latency.add_metric([s.name, endpoint], buckets, s.requests.sums.get(endpoint, 0.0))
-            _add_reasons(errors, s.name, POLL_ERROR_REASONS, s.poll_errors)
-            _add_reasons(skipped, s.name, SKIP_REASONS, s.totals.skipped)
+                for code in REQUEST_CODES:
+                    requests.add_metric([s.name, endpoint, code], s.requests.counts.get((endpoint, code), 0))
+                hist = s.requests.latency.get(endpoint, Histogram.empty(REQUEST_BUCKETS))
+                latency.add_metric([s.name, endpoint], _buckets(REQUEST_BUCKETS, hist), hist.total)
+            for reason in POLL_ERROR_REASONS:
+                errors.add_metric([s.name, reason], s.poll_errors.get(reason, 0))
+            for reason in SKIP_REASONS:
+                skipped.add_metric([s.name, reason], s.totals.skipped.get(reason, 0))
         yield from (up, success, duration, requests, latency, errors, skipped)
-
-
-def _add_reasons(
-    family: CounterMetricFamily, space: str, reasons: tuple[str, ...], counts: Mapping[str, int]
-) -> None:
-    for reason in sorted({*reasons, *counts}):
-        family.add_metric([space, reason], counts.get(reason, 0))

@@ -21,8 +21,8 @@ import yaml
 from msgspec import Meta
 
 from .schema import REPORTED, Parse, decode, given
+from .snapshot import DEFAULT_DURATION_BUCKETS
 
-DEFAULT_BUCKETS = (60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 ENV_SPACE, ENV_PROJECT, ENV_TOKEN, ENV_TOKEN_FILE = (
@@ -174,7 +174,7 @@ class Config:
     poll: PollConfig = PollConfig()
     state_path: str | None = None
     max_backfill: float = 86400.0
-    duration_buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS
     rooms_enabled: bool = False
     rooms_max: int = 50
     log_level: str = "info"
@@ -228,7 +228,7 @@ class _Rooms:
 
 @dataclass(frozen=True)
 class _Metrics:
-    duration_buckets: Annotated[tuple[float, ...], Parse(_buckets)] = DEFAULT_BUCKETS
+    duration_buckets: Annotated[tuple[float, ...], Parse(_buckets)] = DEFAULT_DURATION_BUCKETS
     rooms: _Rooms = _Rooms()
 
 

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from .poller import Snapshots
+from .snapshot import Snapshots
 
 OPENMETRICS_EOF = b"# EOF\n"
 MAX_CACHED_FORMATS = 8  # distinct Accept variants cached per snapshot; others are rendered each time

@@ -12,11 +12,8 @@ from datetime import UTC, datetime
 
 import msgspec
 
-QUALITIES = ("720p", "1080p")
-FPS_VALUES = ("20", "30")
-UNKNOWN, OTHER = "unknown", "other"
-QUALITY_LABELS = (*QUALITIES, UNKNOWN, OTHER)
-FPS_LABELS = (*FPS_VALUES, UNKNOWN, OTHER)
+from .snapshot import FPS_VALUES, OTHER, QUALITIES, UNKNOWN
+
 IN_PROGRESS, COMPLETED = "in-progress", "completed"
 
 

@@ -13,46 +13,16 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
-from .api import ApiClient, ApiError, RequestStats, RequestStatsSnapshot
+from .api import ApiClient, ApiError
 from .config import Config, SpaceConfig
 from .models import COMPLETED, IN_PROGRESS, InvalidResponse, RoomSession
-from .state import Accounting, Activity, Live, Observation, Settings, Totals, apply, summarize
+from .snapshot import Requests, Snapshots, SpaceSnapshot, request_code
+from .state import Accounting, Live, Observation, Settings, apply, summarize
 from .statefile import StateFile
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SpaceSnapshot:
-    """Everything ``/metrics`` shows for one space, as of its latest poll."""
-
-    name: str
-    polled: bool = False  # a first poll has finished (successfully or not)
-    up: bool = False
-    last_success: float | None = None
-    poll_duration: float | None = None
-    activity: Activity = field(default_factory=Activity)
-    totals: Totals = field(default_factory=Totals)
-    poll_errors: Mapping[str, int] = field(default_factory=dict)
-    requests: RequestStatsSnapshot = field(default_factory=lambda: RequestStats().snapshot())
-
-
-class Snapshots:
-    """The latest snapshot of every space; replaced whole, so readers need no lock."""
-
-    def __init__(self, names: list[str]) -> None:
-        self._lock = threading.Lock()
-        self.current: Mapping[str, SpaceSnapshot] = {n: SpaceSnapshot(n) for n in names}
-
-    def publish(self, snapshot: SpaceSnapshot) -> None:
-        with self._lock:
-            self.current = {**self.current, snapshot.name: snapshot}
-
-    def ready(self) -> bool:
-        """True once every space has finished its first poll."""
-        return all(s.polled for s in self.current.values())
 
 
 class SpacePoller:
@@ -70,8 +40,8 @@ class SpacePoller:
     ) -> None:
         self.space, self.config, self.snapshots, self.stop = space, config, snapshots, stop
         self.clock = clock
-        self.stats = RequestStats()
-        self.client = ApiClient(space, config.poll, self.stats, stop)
+        self.requests = Requests()  # only this poller's thread observes and publishes them
+        self.client = ApiClient(space, config.poll, self._observe_request, stop)
         self.state = state
         self.accounting = accounting or Accounting(counting_start=clock())
         self.settings = Settings(
@@ -105,7 +75,7 @@ class SpacePoller:
             return False
         except Exception:  # a bug must not stop the loop: it shows as a failed poll
             log.exception("space %s: poll failed unexpectedly", self.space.name)
-            self._publish_failure(previous, "invalid_response")
+            self._publish_failure(previous, "internal_error")
             return False
         accounting, activity = apply(self.accounting, observation, self.settings)
         if self.state is not None:
@@ -127,11 +97,14 @@ class SpacePoller:
                 poll_duration=duration,
                 activity=activity,
                 totals=self.accounting.totals,
-                requests=self.stats.snapshot(),
+                requests=self.requests,
             )
         )
         log.debug("space %s: poll done in %.3fs", self.space.name, duration)
         return True
+
+    def _observe_request(self, endpoint: str, status: int | None, seconds: float) -> None:
+        self.requests = self.requests.observe(endpoint, request_code(status), seconds)
 
     def _log_backfill_skips(self, accounting: Accounting) -> None:
         skipped = accounting.totals.skipped.get("backfill_limit", 0)
@@ -148,7 +121,7 @@ class SpacePoller:
     def _publish_failure(self, previous: SpaceSnapshot, reason: str) -> None:
         errors = {**previous.poll_errors, reason: previous.poll_errors.get(reason, 0) + 1}
         self.snapshots.publish(
-            replace(previous, polled=True, up=False, poll_errors=errors, requests=self.stats.snapshot())
+            replace(previous, polled=True, up=False, poll_errors=errors, requests=self.requests)
         )
 
     def _walk(

@@ -16,27 +16,15 @@ memory stays bounded by the sessions completed within one lookback.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Container, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
 import msgspec
 
-from .models import COMPLETED, FPS_LABELS, QUALITY_LABELS, RoomSession
+from .models import COMPLETED, RoomSession
+from .snapshot import KEYS, OTHER_ROOM, Activity, Histogram, Key, Totals
 
-Key = tuple[str, str]  # (quality, fps) label values
-OTHER_ROOM = "__other__"
 TIMESTAMP_RESOLUTION = 1.0  # API timestamps carry whole seconds
-SKIP_REASONS = (
-    "backfill_limit",
-    "malformed",
-    "invalid_cost",
-    "invalid_duration",
-    "invalid_max_members",
-    "invalid_times",
-    "missing_duration",
-)
-KEYS: tuple[Key, ...] = tuple((q, f) for q in QUALITY_LABELS for f in FPS_LABELS)
 _SHARED_KEYS = {key: key for key in KEYS}  # one tuple per key instead of one per session
 
 
@@ -60,40 +48,6 @@ def summarize(sessions: Iterable[RoomSession], rooms_enabled: bool) -> dict[str,
 def _live(s: RoomSession, rooms_enabled: bool) -> Live:
     key = None if s.invalid_reason() else _SHARED_KEYS[s.quality_label, s.fps_label]
     return Live(s.created_ts, key, s.max_members or 0, s.start_ts, s.name if rooms_enabled else None)
-
-
-@dataclass(frozen=True)
-class Histogram:
-    """Duration histogram: per-bucket (non-cumulative) counts, the last one for +Inf."""
-
-    counts: tuple[int, ...]
-    total: float = 0.0
-
-    def observe(self, bounds: tuple[float, ...], value: float) -> Histogram:
-        counts = list(self.counts)
-        counts[bisect.bisect_left(bounds, value)] += 1
-        return Histogram(tuple(counts), self.total + value)
-
-
-@dataclass(frozen=True)
-class Totals:
-    """Cumulative counters of completed sessions."""
-
-    completed: Mapping[Key, int] = field(default_factory=dict)
-    cost: Mapping[Key, float] = field(default_factory=dict)
-    durations: Mapping[Key, Histogram] = field(default_factory=dict)
-    room_cost: Mapping[str, float] = field(default_factory=dict)
-    skipped: Mapping[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Activity:
-    """Gauges describing the in-progress sessions of the latest successful poll."""
-
-    active: Mapping[Key, int] = field(default_factory=dict)
-    max_members: Mapping[Key, int] = field(default_factory=dict)
-    oldest_start: float | None = None
-    room_active: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -200,8 +154,7 @@ class _Pass:
         if duration is None:
             _add(self.skipped, "missing_duration")
         else:
-            empty = Histogram((0,) * (len(self.settings.buckets) + 1))
-            hist = self.durations.get(key, empty)
+            hist = self.durations.get(key) or Histogram.empty(self.settings.buckets)
             self.durations[key] = hist.observe(self.settings.buckets, duration)
         if self.settings.rooms_enabled:
             room = self.room(session.name)

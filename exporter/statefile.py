@@ -18,7 +18,8 @@ from typing import Annotated
 
 import msgspec
 
-from .state import Accounting, Histogram, Totals
+from .snapshot import Histogram, Totals
+from .state import Accounting
 
 log = logging.getLogger(__name__)
 

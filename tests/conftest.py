@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -40,3 +44,34 @@ def poll_config(**overrides: float) -> PollConfig:
 
 def deadline(seconds: float = 10.0) -> float:
     return time.monotonic() + seconds
+
+
+class RequestLog:
+    """An API client's request observer that counts requests by (endpoint, status or "error")."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def __call__(self, endpoint: str, status: int | None, seconds: float) -> None:
+        key = (endpoint, "error" if status is None else str(status))
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+
+def unavailable(message: str) -> None:
+    """A tool a test needs is missing: skip, but fail where ``CI`` is set (CI must have it)."""
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def helm() -> str:
+    """A Helm binary: on the PATH, else installed by scripts/install-helm."""
+    found = shutil.which("helm")
+    if found:
+        return found
+    installer = Path(__file__).resolve().parents[1] / "scripts" / "install-helm"
+    proc = subprocess.run([str(installer)], capture_output=True, text=True, timeout=600, check=False)
+    if proc.returncode != 0:
+        unavailable(f"helm is not installed and scripts/install-helm failed: {proc.stderr.strip()[-500:]}")
+    return proc.stdout.strip().splitlines()[-1]

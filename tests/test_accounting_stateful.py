@@ -15,7 +15,7 @@ every step that the totals are exactly the sum over that record (so a session co
 that counters never decrease (except across a restart without state) and that only completed
 sessions are counted. After a clean poll (no missed pages, no changes during the poll) every session
 that completed after counting started must have been counted, or skipped for
-``backfill_limit``/``invalid_cost``, except those the README allows to be lost (never seen in
+``backfill_limit``/``invalid_cost``, except those docs/counting.md allows to be lost (never seen in
 progress and missed by a listing, or ended more than ``max_backfill`` before the poll and never seen
 in progress, or in progress at start but created more than ``lookback`` before it and ended before
 the first successful poll saw it). Regression tests at the end of this file replay, with the real
@@ -46,8 +46,9 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from exporter.config import Config
 from exporter.models import COMPLETED, RoomSession
-from exporter.poller import Snapshots, SpacePoller
-from exporter.state import Accounting, Observation, Settings, Totals, apply, summarize
+from exporter.poller import SpacePoller
+from exporter.snapshot import Snapshots, Totals
+from exporter.state import Accounting, Observation, Settings, apply, summarize
 from exporter.statefile import StateFile
 
 from .conftest import PROJECT, TOKEN, poll_config, space_config
@@ -444,9 +445,9 @@ class AccountingMachine(RuleBasedStateMachine):
 
         A session never listed in progress (it started and ended between polls, or the
         listings missed it) is found only by the completed walk, back to the horizon: if a
-        listing missed it, it may be lost (README: "Sessions seen in progress before are never
+        listing missed it, it may be lost (docs/counting.md: "Sessions seen in progress before are never
         silently lost", not the others), and if it ended more than ``max_backfill`` before the
-        poll it may not be read at all (README, "Restart-proof counters").
+        poll it may not be read at all (docs/counting.md, "Restart-proof counters").
         """
         if session.id in self.seen_in_progress:
             return False
@@ -566,7 +567,8 @@ def test_session_in_progress_at_start_ending_before_first_successful_poll() -> N
             sim.complete_session(long, cost_in_dollars=2.5)
             clock.now = T0 + 30
             assert poller.poll_once()
-            assert counted(poller) == (1, 2.5)  # README: "in progress at start are counted when they end"
+            # docs/counting.md: "in progress at start are counted when they end"
+            assert counted(poller) == (1, 2.5)
 
 
 def test_session_in_progress_at_start_ending_during_first_poll() -> None:

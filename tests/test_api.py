@@ -11,16 +11,14 @@ from email.utils import formatdate
 
 import pytest
 
-from exporter.api import ApiClient, ApiError, RequestStats, describe_error_body, parse_retry_after
+from exporter.api import ApiClient, ApiError, describe_error_body, parse_retry_after
 
-from .conftest import PROJECT, TOKEN, deadline, poll_config, space_config
+from .conftest import PROJECT, TOKEN, RequestLog, deadline, poll_config, space_config
 from .support.fake_api import FakeSpace
 
 
 def _client(sim: FakeSpace, token: str = TOKEN, **poll: float) -> ApiClient:
-    return ApiClient(
-        space_config(sim, token=token), poll_config(**poll), RequestStats(), rng=random.Random(1)
-    )
+    return ApiClient(space_config(sim, token=token), poll_config(**poll), RequestLog(), rng=random.Random(1))
 
 
 def _all(client: ApiClient, status: str = "in-progress", seconds: float = 10.0) -> list[str]:
@@ -38,14 +36,14 @@ def test_listing_follows_every_page_once(link_style: str) -> None:
         assert len(lists) == 3
         assert all(r.query["page_size"] == "3" and r.query["status"] == "in-progress" for r in lists)
         assert lists[1].query["page_token"] and lists[1].query["page_number"] == "1"
-        assert client.stats.snapshot().counts == {("list", "200"): 3}
+        assert client.observe.counts == {("list", "200"): 3}
 
 
 def test_filters_credentials_and_user_agent_are_sent(sim: FakeSpace) -> None:
     sim.add_session(name="lobby")
     sim.add_session(name="other")
     space = space_config(sim, room_name="lobby", room_name_matches="lob", room_id="3f1c")
-    client = ApiClient(space, poll_config(), RequestStats())
+    client = ApiClient(space, poll_config(), RequestLog())
     assert _all(client) == []  # room_id filter matches nothing
     request = sim.requests[-1]
     assert request.query == {
@@ -93,7 +91,7 @@ def test_server_errors_are_retried_then_succeed(sim: FakeSpace) -> None:
     sim.fail_next(500, times=2)
     client = _client(sim)
     assert _all(client) == [sid]
-    assert client.stats.snapshot().counts == {("list", "500"): 2, ("list", "200"): 1}
+    assert client.observe.counts == {("list", "500"): 2, ("list", "200"): 1}
 
 
 def test_retry_after_is_honoured(sim: FakeSpace) -> None:
@@ -208,7 +206,7 @@ def test_get_session_summary_and_404(sim: FakeSpace) -> None:
     assert session.cost_in_dollars is None
     sim.delete_session(sid)
     assert client.get_session(sid, deadline()) is None
-    assert client.stats.snapshot().counts == {("get", "200"): 1, ("get", "404"): 1}
+    assert client.observe.counts == {("get", "200"): 1, ("get", "404"): 1}
 
 
 @pytest.fixture
@@ -225,7 +223,7 @@ def test_timeouts_and_refused_connections_are_classified(silent_server: int) -> 
     from exporter.config import SpaceConfig
 
     poll = poll_config(timeout=0.3)
-    silent = ApiClient(SpaceConfig("s", f"http://127.0.0.1:{silent_server}", "p", "t"), poll, RequestStats())
+    silent = ApiClient(SpaceConfig("s", f"http://127.0.0.1:{silent_server}", "p", "t"), poll, RequestLog())
     with pytest.raises(ApiError) as info:
         list(silent.list_sessions("in-progress", deadline(0.5)))
     assert info.value.reason == "timeout"
@@ -233,17 +231,17 @@ def test_timeouts_and_refused_connections_are_classified(silent_server: int) -> 
     free.bind(("127.0.0.1", 0))
     port = free.getsockname()[1]
     free.close()
-    refused = ApiClient(SpaceConfig("s", f"http://127.0.0.1:{port}", "p", "t"), poll, RequestStats())
+    refused = ApiClient(SpaceConfig("s", f"http://127.0.0.1:{port}", "p", "t"), poll, RequestLog())
     with pytest.raises(ApiError) as info:
         list(refused.list_sessions("in-progress", deadline(0.5)))
     assert info.value.reason == "network"
-    assert refused.stats.snapshot().counts[("list", "error")] >= 1
+    assert refused.observe.counts[("list", "error")] >= 1
 
 
 def test_shutdown_interrupts_a_retry_wait(sim: FakeSpace) -> None:
     sim.fail_next(503, headers={"Retry-After": "5"}, times=10)
     stop = threading.Event()
-    client = ApiClient(space_config(sim), poll_config(), RequestStats(), stop=stop)
+    client = ApiClient(space_config(sim), poll_config(), RequestLog(), stop=stop)
     threading.Timer(0.2, stop.set).start()
     started = time.monotonic()
     with pytest.raises(ApiError, match="shutting down"):

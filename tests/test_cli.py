@@ -469,11 +469,15 @@ def test_missing_environment_exits_two_naming_the_variables(
 # --- 7: demo mode ------------------------------------------------------------------------------
 
 
-def test_demo_once_reports_active_sessions() -> None:
+def test_demo_once_reports_active_and_completed_sessions() -> None:
+    """One poll of the demo already moves every family: a few sessions end as its traffic starts."""
     result = run_cli("--demo", "--once")
     assert result.returncode == 0, result.stderr
     assert 'signalwire_video_up{space="demo"} 1.0\n' in result.stdout
     assert total(result.stdout, "signalwire_video_room_sessions_active", "demo") > 0
+    assert total(result.stdout, "signalwire_video_room_sessions_completed_total", "demo") > 0
+    assert total(result.stdout, "signalwire_video_room_sessions_cost_dollars_total", "demo") > 0
+    assert total(result.stdout, "signalwire_video_room_session_duration_seconds_count", "demo") > 0
     assert_no_traceback(result.stderr)
 
 

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from exporter.config import (
-    DEFAULT_BUCKETS,
     ConfigError,
     config_from_env,
     load_config,
     parse_config,
     parse_duration,
 )
+from exporter.snapshot import DEFAULT_DURATION_BUCKETS
 
 ROOT = Path(__file__).resolve().parent.parent
 BAD = sorted((Path(__file__).parent / "bad_configs").glob("*.yaml"))
@@ -49,7 +49,7 @@ def test_example_config_is_valid_and_documents_every_default() -> None:
     assert config.poll.page_size == 1000 and config.poll.max_pages == 1000
     assert config.listen_address == "0.0.0.0:10092"
     assert config.web_config_file is None
-    assert config.duration_buckets == DEFAULT_BUCKETS
+    assert config.duration_buckets == DEFAULT_DURATION_BUCKETS
     assert (config.rooms_enabled, config.rooms_max) == (False, 50)
     assert (config.state_path, config.max_backfill) == (None, 86400)
     assert (config.log_level, config.log_format) == ("info", "text")

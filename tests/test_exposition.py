@@ -6,8 +6,11 @@ snapshot must show on the very next scrape, and the fresh collectors must run on
 
 from __future__ import annotations
 
+import platform
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,14 +18,27 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
+from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.registry import Collector
 
+import exporter
+from exporter.cli import build_exposition
 from exporter.collector import SessionCollector
-from exporter.config import DEFAULT_BUCKETS
+from exporter.config import Config
 from exporter.exposition import MAX_CACHED_FORMATS, Exposition
-from exporter.poller import Snapshots, SpaceSnapshot
 from exporter.server import MetricsServer, make_app
-from exporter.state import Activity
+from exporter.snapshot import (
+    DEFAULT_DURATION_BUCKETS,
+    ENDPOINTS,
+    KEYS,
+    POLL_ERROR_REASONS,
+    REQUEST_BUCKETS,
+    REQUEST_CODES,
+    SKIP_REASONS,
+    Activity,
+    Snapshots,
+    SpaceSnapshot,
+)
 
 OPENMETRICS = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
 ACTIVE = 'signalwire_video_room_sessions_active{fps="30",quality="720p",space="s"}'
@@ -89,7 +105,7 @@ def scrape(server: MetricsServer, accept: str | None = None, query: str = "") ->
 def test_body_is_what_one_registry_of_every_collector_renders(
     snapshots: Snapshots, accept: str | None, encoder: Callable[[CollectorRegistry], bytes]
 ) -> None:
-    collector = SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False)
+    collector = SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=False)
     server = serve(Exposition(snapshots, collector, [Constant()]))
     try:
         first, second = scrape(server, accept).content, scrape(server, accept).content  # second: cached
@@ -107,7 +123,7 @@ def test_body_is_what_one_registry_of_every_collector_renders(
 
 @pytest.mark.parametrize("accept", [None, OPENMETRICS])
 def test_a_new_snapshot_shows_on_the_next_scrape(snapshots: Snapshots, accept: str | None) -> None:
-    collector = SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False)
+    collector = SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=False)
     server = serve(Exposition(snapshots, collector))
     try:
         assert f"{ACTIVE} 1.0\n" in scrape(server, accept).text
@@ -119,7 +135,7 @@ def test_a_new_snapshot_shows_on_the_next_scrape(snapshots: Snapshots, accept: s
 
 
 def test_fresh_collectors_run_on_every_scrape_while_the_snapshot_part_is_reused(snapshots: Snapshots) -> None:
-    counting = Counting(SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False))
+    counting = Counting(SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=False))
     server = serve(Exposition(snapshots, counting, [Ticker()]))
     before = counting.collections  # the name[] registry collects once when registering
     try:
@@ -133,7 +149,7 @@ def test_fresh_collectors_run_on_every_scrape_while_the_snapshot_part_is_reused(
 
 
 def test_name_filter_returns_only_the_named_families(snapshots: Snapshots) -> None:
-    collector = SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False)
+    collector = SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=False)
     server = serve(Exposition(snapshots, collector, [Constant()]))
     try:
         text = scrape(server, query="?name[]=signalwire_video_up&name[]=test_constant").text
@@ -153,7 +169,7 @@ def test_name_filter_returns_only_the_named_families(snapshots: Snapshots) -> No
 
 def test_many_accept_variants_each_get_their_own_format(snapshots: Snapshots) -> None:
     """More variants than are cached: each still gets its Content-Type and a matching body."""
-    collector = SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False)
+    collector = SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=False)
     server = serve(Exposition(snapshots, collector))
     try:
         for minor in range(MAX_CACHED_FORMATS + 3):
@@ -171,7 +187,9 @@ def test_many_accept_variants_each_get_their_own_format(snapshots: Snapshots) ->
 
 
 def test_only_get_and_options_are_allowed(snapshots: Snapshots) -> None:
-    server = serve(Exposition(snapshots, SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=False)))
+    server = serve(
+        Exposition(snapshots, SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=False))
+    )
     url = f"http://127.0.0.1:{server.port}/metrics"
     try:
         options = httpx.options(url, timeout=5)
@@ -201,3 +219,73 @@ def test_a_burst_of_connections_waits_in_the_backlog_instead_of_being_dropped(sn
             client.close()
         server.stop()
     assert answers == [b"HTTP/1.0 200 OK\r\n"] * 50
+
+
+def _series(text: str) -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    return {
+        (sample.name, frozenset(sample.labels.items()))
+        for family in parse_text(text)
+        for sample in family.samples
+    }
+
+
+def _expected_series(space: str, buckets: tuple[float, ...]) -> set[tuple[str, frozenset[tuple[str, str]]]]:
+    """Every series outside the per-room ones, derived from the vocabulary alone."""
+    expected: set[tuple[str, frozenset[tuple[str, str]]]] = set()
+
+    def add(name: str, **labels: str) -> None:
+        expected.add(("signalwire_video_" + name, frozenset({"space": space, **labels}.items())))
+
+    def histogram(name: str, bounds: tuple[float, ...], **labels: str) -> None:
+        for bound in (*map(str, bounds), "+Inf"):
+            add(name + "_bucket", le=bound, **labels)
+        add(name + "_count", **labels)
+        add(name + "_sum", **labels)
+
+    for quality, fps in KEYS:
+        for name in ("room_sessions_active", "room_sessions_active_max_members"):
+            add(name, quality=quality, fps=fps)
+        for name in ("room_sessions_completed_total", "room_sessions_cost_dollars_total"):
+            add(name, quality=quality, fps=fps)
+        histogram("room_session_duration_seconds", buckets, quality=quality, fps=fps)
+    add("up")
+    add("last_poll_success_timestamp_seconds")
+    for endpoint in ENDPOINTS:
+        for code in REQUEST_CODES:
+            add("api_requests_total", endpoint=endpoint, code=code)
+        histogram("api_request_duration_seconds", REQUEST_BUCKETS, endpoint=endpoint)
+    for reason in POLL_ERROR_REASONS:
+        add("poll_errors_total", reason=reason)
+    for reason in SKIP_REASONS:
+        add("sessions_skipped_total", reason=reason)
+    return expected
+
+
+def test_every_series_is_exported_from_the_first_scrape() -> None:
+    """Before any poll, every series the vocabulary allows is there (at 0), none beyond it.
+
+    Two gauges are left out on purpose until they have a value (0 would be a false one): the
+    oldest in-progress session's start time, and the duration of the latest successful poll.
+    """
+    config = Config(spaces=())
+    text = build_exposition(Snapshots(["s"]), config).render(None)[0].decode()
+    build = {name for name, _ in _series(text) if name.endswith("build_info")}
+    series = {(name, labels) for name, labels in _series(text) if not name.endswith("build_info")}
+    assert series == _expected_series("s", config.duration_buckets)
+    assert build == {"signalwire_video_exporter_build_info"}
+    values = [s.value for f in parse_text(text) for s in f.samples]
+    assert values.count(1.0) == 1  # build_info; every other series starts at 0
+
+
+def test_build_info_names_version_revision_and_python() -> None:
+    text = build_exposition(Snapshots([]), Config(spaces=())).render(None)[0].decode()
+    (info,) = [s for f in parse_text(text) for s in f.samples]
+    assert info.name == "signalwire_video_exporter_build_info"
+    assert info.labels == {
+        "version": exporter.__version__,
+        "revision": subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(exporter.__file__).parent, capture_output=True, text=True
+        ).stdout.strip()
+        or "unknown",
+        "python_version": platform.python_version(),
+    }

@@ -18,9 +18,10 @@ from collections.abc import Callable
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import api
+from exporter import BUILD_LABELS, api
 from exporter.api import ApiError
-from exporter.models import FPS_LABELS, QUALITY_LABELS, decode_page
+from exporter.models import decode_page
+from exporter.snapshot import FPS_LABELS, POLL_ERROR_REASONS, QUALITY_LABELS, REQUEST_CODES, SKIP_REASONS
 
 from .support.fake_api import FakeSpace
 from .test_api import _all, _client
@@ -46,7 +47,7 @@ def test_resets_and_truncated_bodies_are_retried_as_network_errors(sim: FakeSpac
     sim.fail_next(200, body=_page(), kind=kind, times=2)  # type: ignore[arg-type]
     client = _client(sim)
     assert _all(client) == [sid]
-    assert client.stats.snapshot().counts == {("list", "error"): 2, ("list", "200"): 1}
+    assert client.observe.counts == {("list", "error"): 2, ("list", "200"): 1}
     sim.fail_next(200, body=_page(), kind=kind, times=1000)  # type: ignore[arg-type]
     with pytest.raises(ApiError) as info:
         _all(client, seconds=1.5)
@@ -333,5 +334,16 @@ def test_label_values_stay_bounded_and_escaped(sim: FakeSpace) -> None:
     assert values["space"] == {"test"}
     assert "__other__" in values["room"] and len(values["room"]) == rooms_max + 1
     assert values["room"] - {"__other__"} <= set(names)  # each name round-trips exactly
-    assert values.keys() <= {"space", "quality", "fps", "room", "le", "reason", "endpoint", "code", "version"}
-    assert len(values["code"]) <= 2 and len(values["reason"]) <= 20
+    assert values.keys() <= {
+        "space",
+        "quality",
+        "fps",
+        "room",
+        "le",
+        "reason",
+        "endpoint",
+        "code",
+        *BUILD_LABELS,
+    }
+    assert values["code"] <= set(REQUEST_CODES)
+    assert values["reason"] <= {*POLL_ERROR_REASONS, *SKIP_REASONS}

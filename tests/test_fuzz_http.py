@@ -21,7 +21,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import SessionCollector
 from exporter.config import Config, SpaceConfig
-from exporter.poller import Snapshots, SpacePoller
+from exporter.poller import SpacePoller
+from exporter.snapshot import Snapshots
 
 from .conftest import poll_config
 from .test_schema_property import LIST_RESPONSE

@@ -1,8 +1,10 @@
 """Golden test: fixed API JSON in, the whole exposition out, compared byte for byte.
 
-Only the values of the three timing series (request latency, poll duration) vary between
-runs; they are replaced by ``<timing>`` before the comparison. Regenerate after an intended
-change with ``UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py`` and review the diff.
+The body is rendered by the same code as ``--once`` and ``/metrics`` (``build_exposition``).
+Only the values of the timing series (request latency, poll duration) and the build's revision
+and Python version vary between runs; they are replaced by ``<timing>`` and ``<build>``.
+Regenerate after an intended change with ``UPDATE_GOLDEN=1 python -m pytest tests/test_golden.py``
+and review the diff.
 """
 
 from __future__ import annotations
@@ -14,17 +16,17 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, generate_latest
-
-from exporter.collector import SessionCollector
+from exporter.cli import build_exposition
 from exporter.config import Config
-from exporter.poller import Snapshots, SpacePoller
+from exporter.poller import SpacePoller
+from exporter.snapshot import Snapshots
 
 from .conftest import PROJECT, TOKEN, poll_config, space_config
 from .support.fake_api import FakeSpace
 
 GOLDEN = Path(__file__).parent / "golden"
 T0 = 1_795_000_000.0
+BUILD = re.compile(r'((?:python_version|revision)=)"[^"]*"')
 TIMING = re.compile(
     r"^(signalwire_video_(?:api_request_duration_seconds_sum|poll_duration_seconds)\{[^}]*\}) .*$", re.M
 )
@@ -54,9 +56,8 @@ def render() -> str:
             sim.add_raw_record(record, status="completed", created_at=_created(record))
         assert poller.poll_once()
         poller.client.close()
-    registry = CollectorRegistry()
-    registry.register(SessionCollector(snapshots, config.duration_buckets, rooms_enabled=True))
-    text = generate_latest(registry).decode()
+    text = build_exposition(snapshots, config).render(None)[0].decode()
+    text = BUILD.sub(r'\1"<build>"', text)
     text = re.sub(r"(signalwire_video_api_request_duration_seconds_bucket\{[^}]*\}) .*", r"\1 <timing>", text)
     return TIMING.sub(r"\1 <timing>", text)
 

@@ -11,7 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import SessionCollector
 from exporter.config import Config
-from exporter.poller import Snapshots, SpacePoller
+from exporter.poller import SpacePoller
+from exporter.snapshot import Snapshots
+from exporter.state import Observation
 
 from .conftest import poll_config, space_config
 from .support.fake_api import FakeSpace
@@ -242,13 +244,35 @@ def test_poll_loop_runs_until_stopped(sim: FakeSpace) -> None:
     exporter = Exporter(sim, interval=0.2)
     thread = threading.Thread(target=exporter.poller.run)
     thread.start()
-    time.sleep(0.7)
+    polls = 0
+    for _ in range(200):  # wait for three polls (bounded): a condition, not a duration
+        polls = len([r for r in sim.requests if r.query.get("status") == "in-progress"])
+        if polls >= 3:
+            break
+        time.sleep(0.05)
     exporter.poller.stop.set()
     thread.join(5)
     assert not thread.is_alive()
-    lists = [r for r in sim.requests if r.query.get("status") == "in-progress"]
-    assert 3 <= len(lists) <= 5
+    assert polls >= 3
     assert exporter.snapshots.ready()
+
+
+class _BrokenPoller(SpacePoller):
+    """A poller with a bug: reading the API raises an exception no API response explains."""
+
+    def _observe(self, started: float, deadline: float) -> Observation:
+        raise KeyError("a bug")
+
+
+def test_an_unexpected_exception_is_an_internal_error_not_the_apis_fault(sim: FakeSpace) -> None:
+    exporter = Exporter(sim)
+    exporter.poller = _BrokenPoller(
+        exporter.config.spaces[0], exporter.config, exporter.snapshots, threading.Event()
+    )
+    assert not exporter.poll()
+    assert exporter.value("signalwire_video_up") == 0
+    assert exporter.value("signalwire_video_poll_errors_total", reason="internal_error") == 1
+    assert exporter.value("signalwire_video_poll_errors_total", reason="invalid_response") == 0
 
 
 def test_long_session_ending_is_found_through_its_room_without_walking_back(sim: FakeSpace) -> None:

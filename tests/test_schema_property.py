@@ -15,9 +15,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import SessionCollector
-from exporter.config import DEFAULT_BUCKETS
 from exporter.models import COMPLETED, IN_PROGRESS, decode_page
-from exporter.poller import Snapshots, SpaceSnapshot
+from exporter.snapshot import DEFAULT_DURATION_BUCKETS, Snapshots, SpaceSnapshot
 from exporter.state import Accounting, Observation, Settings, apply, summarize
 
 SPEC = yaml.safe_load((Path(__file__).parent / "api" / "room_sessions.openapi.yaml").read_text())
@@ -37,7 +36,7 @@ def inline_refs(node: Any) -> Any:
 
 
 LIST_RESPONSE = inline_refs(COMPONENTS["Video.ListRoomSessionsResponse"])
-SETTINGS = Settings(lookback=3600.0, buckets=DEFAULT_BUCKETS, rooms_enabled=True, rooms_max=3)
+SETTINGS = Settings(lookback=3600.0, buckets=DEFAULT_DURATION_BUCKETS, rooms_enabled=True, rooms_max=3)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -60,7 +59,7 @@ def test_any_spec_valid_response_is_accepted(in_progress: dict[str, Any], comple
     snapshots = Snapshots(["s"])
     snapshots.publish(SpaceSnapshot("s", polled=True, up=True, activity=activity, totals=accounting.totals))
     registry = CollectorRegistry()
-    registry.register(SessionCollector(snapshots, DEFAULT_BUCKETS, rooms_enabled=True))
+    registry.register(SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=True))
     text = generate_latest(registry).decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

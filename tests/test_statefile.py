@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from exporter.config import DEFAULT_BUCKETS
-from exporter.poller import SpacePoller, SpaceSnapshot
-from exporter.state import Accounting, Histogram, Totals
+from exporter.poller import SpacePoller
+from exporter.snapshot import DEFAULT_DURATION_BUCKETS, Histogram, SpaceSnapshot, Totals
+from exporter.state import Accounting
 from exporter.statefile import StateFile, check_state_path
 
 from .support.fake_api import FakeSpace
@@ -42,20 +42,20 @@ SAMPLE = Accounting(
 
 def test_round_trip_is_exact(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
-    StateFile(str(path), DEFAULT_BUCKETS).save("prod", SAMPLE)
-    assert StateFile(str(path), DEFAULT_BUCKETS).load(["prod"]) == {"prod": SAMPLE}
+    StateFile(str(path), DEFAULT_DURATION_BUCKETS).save("prod", SAMPLE)
+    assert StateFile(str(path), DEFAULT_DURATION_BUCKETS).load(["prod"]) == {"prod": SAMPLE}
     assert json.loads(path.read_text())["version"] == 1
     assert not (tmp_path / "state.json.tmp").exists()
 
 
 def test_spaces_share_one_file_and_unconfigured_ones_are_dropped(tmp_path: Path) -> None:
     path = str(tmp_path / "state.json")
-    first = StateFile(path, DEFAULT_BUCKETS)
+    first = StateFile(path, DEFAULT_DURATION_BUCKETS)
     first.load(["a", "b"])
     first.save("a", SAMPLE)
     first.save("b", Accounting(counting_start=5.0))
     assert set(json.loads(Path(path).read_text())["spaces"]) == {"a", "b"}
-    second = StateFile(path, DEFAULT_BUCKETS)
+    second = StateFile(path, DEFAULT_DURATION_BUCKETS)
     assert set(second.load(["b", "c"])) == {"b"}
     second.save("c", Accounting(counting_start=6.0))
     assert set(json.loads(Path(path).read_text())["spaces"]) == {"b", "c"}
@@ -78,7 +78,7 @@ def test_unusable_file_is_set_aside_and_counting_starts_fresh(
     path = tmp_path / "state.json"
     path.write_bytes(content)
     with caplog.at_level(logging.ERROR):
-        assert StateFile(str(path), DEFAULT_BUCKETS, clock=lambda: 1_795_000_000.0).load(["a"]) == {}
+        assert StateFile(str(path), DEFAULT_DURATION_BUCKETS, clock=lambda: 1_795_000_000.0).load(["a"]) == {}
     aside = tmp_path / "state.json.corrupt-20261118T110640Z"
     assert aside.read_bytes() == content
     assert not path.exists()
@@ -87,15 +87,15 @@ def test_unusable_file_is_set_aside_and_counting_starts_fresh(
 
 def test_negative_counter_in_file_is_rejected(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
-    StateFile(str(path), DEFAULT_BUCKETS).save("a", SAMPLE)
+    StateFile(str(path), DEFAULT_DURATION_BUCKETS).save("a", SAMPLE)
     path.write_text(path.read_text().replace('"malformed":4', '"malformed":-4'))
-    assert StateFile(str(path), DEFAULT_BUCKETS).load(["a"]) == {}
+    assert StateFile(str(path), DEFAULT_DURATION_BUCKETS).load(["a"]) == {}
     assert list(tmp_path.glob("state.json.corrupt-*"))
 
 
 def test_changed_buckets_reset_only_the_histogram(tmp_path: Path) -> None:
     path = str(tmp_path / "state.json")
-    StateFile(path, DEFAULT_BUCKETS).save("a", SAMPLE)
+    StateFile(path, DEFAULT_DURATION_BUCKETS).save("a", SAMPLE)
     loaded = StateFile(path, (60.0, 120.0)).load(["a"])["a"]
     assert loaded.totals.durations == {}
     assert loaded.totals.completed == SAMPLE.totals.completed
@@ -213,7 +213,7 @@ def test_unwritable_state_fails_the_poll_and_changes_nothing(sim: FakeSpace, tmp
 def test_server_shows_resumed_counters_before_its_first_poll(tmp_path: Path) -> None:
     """Prometheus sees no counter reset across a restart, even while the first poll hangs."""
     state = tmp_path / "state.json"
-    StateFile(str(state), DEFAULT_BUCKETS).save("x", SAMPLE)
+    StateFile(str(state), DEFAULT_DURATION_BUCKETS).save("x", SAMPLE)
     port = free_port()
     with stalling_api() as api:
         config = write_config(tmp_path, api, port=port)

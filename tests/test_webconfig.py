@@ -31,8 +31,8 @@ from prometheus_client import CollectorRegistry
 
 from exporter.config import ConfigError
 from exporter.exposition import Exposition
-from exporter.poller import Snapshots
 from exporter.server import MetricsServer, make_app
+from exporter.snapshot import Snapshots
 from exporter.webconfig import BasicAuth, WebConfig, load_web_config, parse_web_config, wrap_app
 
 ROOT = Path(__file__).resolve().parent.parent
