@@ -146,11 +146,8 @@ def test_template_literals_are_in_the_rules_and_the_template() -> None:
             assert line.rstrip(" }").endswith(f'"{description_format}")'), line
 
 
-def test_helm_template_renders_values(tmp_path: Path) -> None:
-    """With helm installed and the chart complete: render with custom values and check the result."""
-    helm = shutil.which("helm")
-    if helm is None or not (CHART / "Chart.yaml").exists():
-        pytest.skip("helm or Chart.yaml not available")
+def test_helm_template_renders_values(helm: str, tmp_path: Path) -> None:
+    """Render the chart's PrometheusRule with custom values and check the result."""
     values = tmp_path / "values.yaml"
     values.write_text(
         yaml.safe_dump(

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import os
 import shutil
 import ssl
 import subprocess
@@ -40,6 +39,8 @@ from cryptography.x509.oid import NameOID
 
 from exporter.config import parse_config
 from exporter.webconfig import load_web_config
+
+from .conftest import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "signalwire-video-exporter"
@@ -60,30 +61,12 @@ TOKEN = "PT-test-token-value"
 Doc = dict[str, Any]
 
 
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    found = shutil.which("helm")
-    if found:
-        return found
-    installer = ROOT / "scripts" / "install-helm"
-    proc = subprocess.run([str(installer)], capture_output=True, text=True, timeout=600, check=False)
-    if proc.returncode != 0:
-        _unavailable(f"helm is not installed and scripts/install-helm failed: {proc.stderr.strip()[-500:]}")
-    return proc.stdout.strip().splitlines()[-1]
-
-
 @pytest.fixture(scope="session")
 def kubernetes_validate() -> Any:
     try:
         import kubernetes_validate
     except ImportError:
-        _unavailable("kubernetes-validate is not installed (pip install kubernetes-validate)")
+        unavailable("kubernetes-validate is not installed (pip install kubernetes-validate)")
     return kubernetes_validate
 
 
@@ -1000,7 +983,7 @@ def test_rendered_web_config_is_accepted_by_promtool(
 ) -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        _unavailable("promtool is not installed (Debian package prometheus)")
+        unavailable("promtool is not installed (Debian package prometheus)")
     _, _, web_config = laid_out_web_config
     proc = subprocess.run(
         [str(promtool), "check", "web-config", str(web_config)],
