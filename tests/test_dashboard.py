@@ -155,6 +155,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             result = query(url, "count_over_time(signalwire_video_up[1m]) >= 12")
             return len(result) == 2
 
+        # Prometheus answers 503 (not JSON) until its storage is open: wait for /-/ready first.
+        _wait(lambda: httpx.get(f"{url}/-/ready", timeout=5).status_code == 200, 60, "Prometheus to start")
         _wait(enough_data, 60, "Prometheus to scrape the exporters")
         yield Stack(url, procs[1])
     finally:
