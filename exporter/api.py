@@ -1,9 +1,11 @@
 """SignalWire Video REST API client: room-session listings (all pages) and single sessions.
 
-Every request has a timeout and is retried on 429, 5xx and transport errors with
-exponential backoff and jitter, but never past the caller's deadline. Pagination follows
+Every request has a hard deadline (see :mod:`.transport`) and is retried on 429, 5xx and
+transport errors with exponential backoff and jitter, but never past the caller's deadline.
+Bodies are decoded here, chunk by chunk, and refused past MAX_BODY_BYTES. Pagination follows
 ``links.next`` resolved against the API origin and refuses links to any other origin,
-repeated links and more than ``max_pages`` pages. Credentials go to the origin only.
+repeated links and more than ``max_pages`` pages. Credentials go to the origin only. Text
+from the API is clipped to TEXT_LIMIT characters wherever it ends up in a message.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, urljoin, urlsplit
@@ -22,17 +26,26 @@ import httpx
 from . import __version__
 from .config import PollConfig, SpaceConfig
 from .models import InvalidResponse, RoomSession, decode_page, decode_session
+from .transport import DeadlineTransport, deadline
 
 log = logging.getLogger(__name__)
 
 LIST_PATH = "/api/video/room_sessions"
-MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_BODY_BYTES = 64 * 1024 * 1024  # decoded
+TEXT_LIMIT = 300  # characters of API-provided text in a message
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
 USER_AGENT = f"signalwire-video-exporter/{__version__}"
 
 # Receives every request's outcome: endpoint ("list" or "get"), HTTP status (None when no
 # response came) and seconds taken.
 RequestObserver = Callable[[str, int | None, float], None]
+
+_DIGITS = re.compile("[0-9]+")  # ASCII only: str.isdigit() also takes "²", which int() refuses
+
+
+def clip(text: str) -> str:
+    """``text`` cut to TEXT_LIMIT characters (marked when cut): API text in logs stays short."""
+    return text if len(text) <= TEXT_LIMIT else f"{text[:TEXT_LIMIT]}... ({len(text)} characters)"
 
 
 class ApiError(Exception):
@@ -44,7 +57,11 @@ class ApiError(Exception):
 
 
 def describe_error_body(body: bytes) -> str:
-    """A readable one-line summary of any of the API's error body shapes."""
+    """A readable one-line summary of any of the API's error body shapes, clipped."""
+    return clip(_describe(body))
+
+
+def _describe(body: bytes) -> str:
     try:
         doc = json.loads(body)
     except ValueError:
@@ -69,15 +86,18 @@ def describe_error_body(body: bytes) -> str:
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a ``Retry-After`` header (seconds or HTTP-date), None if absent."""
+    """Seconds to wait from a ``Retry-After`` header (ASCII digits or an HTTP-date).
+
+    None when absent or anything else: the normal backoff applies. Never raises.
+    """
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if _DIGITS.fullmatch(value):
+        return float(value)  # no digit limit, unlike int(); inf for an absurd value
     try:
         return max(0.0, parsedate_to_datetime(value).timestamp() - now)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, OSError):
         return None
 
 
@@ -98,8 +118,10 @@ class ApiClient:
         self._origin = urlsplit(space.base_url)
         self._http = httpx.Client(
             auth=httpx.BasicAuth(space.project_id, space.api_token),
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json", "Accept-Encoding": "gzip"},
             follow_redirects=False,
+            transport=DeadlineTransport(space.base_url),
+            trust_env=False,  # the transport reads the proxy settings, so that they keep the deadline
         )
 
     def close(self) -> None:
@@ -133,7 +155,7 @@ class ApiClient:
             try:
                 sessions, next_link, malformed = decode_page(body)
             except InvalidResponse as exc:
-                raise ApiError("invalid_response", str(exc)) from None
+                raise ApiError("invalid_response", clip(str(exc))) from None
             yield sessions, malformed
             url = self._next_url(next_link, seen)
 
@@ -158,11 +180,11 @@ class ApiClient:
         if origin != (self._origin.scheme, self._origin.hostname, self._origin.port):
             raise ApiError(
                 "invalid_response",
-                f"refusing links.next to {parts.scheme}://{parts.hostname}: not the API origin "
+                f"refusing links.next to {clip(f'{parts.scheme}://{parts.hostname}')}: not the API origin "
                 f"{self._origin.scheme}://{self._origin.hostname} (credentials stay there)",
             )
         if parts.path != LIST_PATH:
-            raise ApiError("invalid_response", f"links.next has an unexpected path {parts.path!r}")
+            raise ApiError("invalid_response", f"links.next has an unexpected path {clip(repr(parts.path))}")
         if url in seen:
             raise ApiError("invalid_response", "links.next repeats a page already read (pagination loop)")
         return url
@@ -190,20 +212,23 @@ class ApiClient:
     def _attempt(
         self, endpoint: str, url: str, timeout: float, missing_ok: bool
     ) -> tuple[bytes | ApiError | None, float | None]:
-        """One request: (body, None) on success, (retryable ApiError, Retry-After) otherwise."""
+        """One request, ended within ``timeout`` whatever the server sends.
+
+        (body, None) on success, (retryable ApiError, Retry-After) otherwise.
+        """
         started = time.monotonic()
         try:
-            with self._http.stream("GET", url, timeout=timeout) as response:
-                body = _read_capped(response, started + timeout)
-        except (httpx.TimeoutException, _DeadlineExceeded):
+            with deadline(started + timeout), self._http.stream("GET", url, timeout=timeout) as response:
+                body = _read_capped(response)
+        except httpx.TimeoutException:
             self.observe(endpoint, None, time.monotonic() - started)
             return ApiError("timeout", f"{endpoint} request timed out after {timeout:.1f}s"), None
-        except (httpx.InvalidURL, _BodyTooLarge) as exc:
+        except (httpx.InvalidURL, _BodyRefused) as exc:
             self.observe(endpoint, None, time.monotonic() - started)
-            raise ApiError("invalid_response", f"{endpoint} request: {exc}") from None
+            raise ApiError("invalid_response", f"{endpoint} request: {clip(str(exc))}") from None
         except httpx.TransportError as exc:
             self.observe(endpoint, None, time.monotonic() - started)
-            return ApiError("network", f"{endpoint} request failed: {type(exc).__name__}: {exc}"), None
+            return ApiError("network", f"{endpoint} request failed: {clip(str(exc))}"), None
         status = response.status_code
         self.observe(endpoint, status, time.monotonic() - started)
         if status == 200:
@@ -221,34 +246,36 @@ class ApiClient:
         raise ApiError("invalid_response", detail)
 
 
-class _BodyTooLarge(Exception):
+class _BodyRefused(Exception):
     pass
 
 
-class _DeadlineExceeded(Exception):
-    pass
+def _read_capped(response: httpx.Response) -> bytes:
+    """The decoded body; _BodyRefused past MAX_BODY_BYTES, or encoded other than by one gzip.
 
-
-def _read_capped(response: httpx.Response, deadline: float) -> bytes:
-    """The body, at most MAX_BODY_BYTES of it, read completely before ``deadline`` (monotonic).
-
-    httpx's read timeout applies to each socket read, so a body dripping in slowly could
-    outlive it many times over: the time left is checked between chunks, and each next read
-    waits at most that long (httpcore reads the request's timeout dict on every read).
+    Decoded here, not by httpx, one received chunk at a time and never past the cap, so a small
+    compressed body cannot inflate in memory: memory per request stays bounded by the cap.
     """
     length = response.headers.get("Content-Length", "")
-    if length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise _BodyTooLarge(f"response body of {length} bytes is larger than {MAX_BODY_BYTES} bytes")
-    timeouts = response.request.extensions.get("timeout")
+    if _DIGITS.fullmatch(length) and float(length) > MAX_BODY_BYTES:
+        raise _BodyRefused(f"response body of {clip(length)} bytes is larger than {MAX_BODY_BYTES} bytes")
+    encoding = response.headers.get("Content-Encoding", "")
+    codings = [c for c in (c.strip().lower() for c in encoding.split(",")) if c not in ("", "identity")]
+    if codings not in ([], ["gzip"], ["x-gzip"]):
+        raise _BodyRefused(f"unsupported Content-Encoding {clip(repr(encoding))} (only gzip is accepted)")
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if codings else None
     chunks, size = [], 0
-    for chunk in response.iter_bytes():
+    for raw in response.iter_raw():
+        try:
+            chunk = raw if inflate is None else inflate.decompress(raw, MAX_BODY_BYTES - size + 1)
+        except zlib.error as exc:
+            raise _BodyRefused(f"response body is not valid gzip: {exc}") from None
         size += len(chunk)
         if size > MAX_BODY_BYTES:
-            raise _BodyTooLarge(f"response body larger than {MAX_BODY_BYTES} bytes")
+            raise _BodyRefused(f"response body larger than {MAX_BODY_BYTES} bytes")
+        if inflate is not None and inflate.unused_data:
+            raise _BodyRefused("response body has data after the end of its gzip stream")
         chunks.append(chunk)
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise _DeadlineExceeded("the response body took longer than the request timeout")
-        if isinstance(timeouts, dict) and timeouts.get("read") is not None:
-            timeouts["read"] = min(timeouts["read"], remaining)
+    if inflate is not None and not inflate.eof:
+        raise _BodyRefused("response body ends before the end of its gzip stream")
     return b"".join(chunks)

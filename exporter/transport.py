@@ -1,0 +1,197 @@
+"""An httpx transport whose requests end by their deadline, whatever the peer sends.
+
+httpcore applies a timeout to each socket operation, not to a request: a peer that keeps
+sending something (endless ``100 Continue`` interim responses, header or body bytes one at a
+time, a slow TLS handshake) could hold a request forever. Here the network backend bounds every
+socket operation (connect, TLS handshake, read, write) by the time left until the deadline set
+with :func:`deadline`, and raises a timeout once it is spent. Connection pooling and keep-alive
+are httpcore's, as in httpx's default transport (same limits); ``HTTP(S)_PROXY``, ``ALL_PROXY``
+and ``NO_PROXY`` are honoured, and the proxied connections have the same deadline.
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+import ssl
+import time
+import urllib.request
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+import httpcore
+import httpx
+
+_DEADLINE: ContextVar[float] = ContextVar("request_deadline", default=math.inf)
+
+# httpcore's errors as the httpx error families the API client tells apart (timeout or not).
+_ERRORS: tuple[tuple[type[Exception], type[httpx.TransportError]], ...] = (
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ProxyError, httpx.ProxyError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+    (httpcore.NetworkError, httpx.NetworkError),
+)
+
+
+@contextmanager
+def deadline(at: float) -> Iterator[None]:
+    """Within this block, this thread's requests end by ``at`` (monotonic) at the latest."""
+    token = _DEADLINE.set(at)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _time_left(timeout: float | None, expired: type[httpcore.TimeoutException]) -> float:
+    """``timeout`` shortened to the time left until the deadline; ``expired`` once it is spent."""
+    left = _DEADLINE.get() - time.monotonic()
+    if left <= 0:
+        raise expired("the request's deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._stream.read(max_bytes, _time_left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self._stream.write(buffer, _time_left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        # Python's TLS handshake keeps one deadline over all its socket operations.
+        left = _time_left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, left))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's sync backend with every socket operation bounded by the request's deadline."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        """Each address of ``host`` in turn, each attempt bounded by the time left."""
+        try:
+            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        error: Exception = httpcore.ConnectError(f"no address for {host}")
+        for *_, address in addresses:
+            left = _time_left(timeout, httpcore.ConnectTimeout)
+            try:
+                stream = self._backend.connect_tcp(str(address[0]), port, left, local_address, socket_options)
+            except httpcore.ConnectError as exc:
+                error = exc
+                continue
+            return _DeadlineStream(stream)
+        raise error
+
+
+def _environment_proxy(url: httpx.URL) -> httpx.Proxy | None:
+    """The proxy ``HTTP_PROXY``, ``HTTPS_PROXY`` or ``ALL_PROXY`` sets for ``url``, unless NO_PROXY."""
+    proxies = urllib.request.getproxies()
+    value = proxies.get(url.scheme) or proxies.get("all")
+    if not value or urllib.request.proxy_bypass(url.host):
+        return None
+    return httpx.Proxy(value if "://" in value else f"http://{value}")
+
+
+class DeadlineTransport(httpx.BaseTransport):
+    """httpx's default transport for one origin, each request bounded by :func:`deadline`."""
+
+    def __init__(self, origin: str) -> None:
+        limits = httpx.Limits()
+        options: dict[str, Any] = {
+            "ssl_context": httpx.create_ssl_context(),
+            "max_connections": limits.max_connections,
+            "max_keepalive_connections": limits.max_keepalive_connections,
+            "keepalive_expiry": limits.keepalive_expiry,
+            "network_backend": _DeadlineBackend(),
+        }
+        proxy = _environment_proxy(httpx.URL(origin))
+        if proxy is None:
+            self._pool: httpcore.ConnectionPool = httpcore.ConnectionPool(**options)
+        elif proxy.url.scheme in ("http", "https"):
+            self._pool = httpcore.HTTPProxy(
+                str(proxy.url),
+                proxy.raw_auth,
+                proxy.headers.raw,
+                proxy_ssl_context=proxy.ssl_context,
+                **options,
+            )
+        else:
+            raise ValueError(f"unsupported proxy scheme {proxy.url.scheme!r}: use an http or https proxy")
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        core_request = httpcore.Request(
+            request.method,
+            httpcore.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _httpx_errors():
+            response = self._pool.handle_request(core_request)
+        assert isinstance(response.stream, Iterable)
+        return httpx.Response(
+            response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+class _ResponseStream(httpx.SyncByteStream):
+    def __init__(self, stream: Iterable[bytes]) -> None:
+        self._stream = stream
+
+    def __iter__(self) -> Iterator[bytes]:
+        with _httpx_errors():
+            yield from self._stream
+
+    def close(self) -> None:
+        close = getattr(self._stream, "close", None)
+        if close is not None:
+            close()
+
+
+@contextmanager
+def _httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        for core_error, error in _ERRORS:
+            if isinstance(exc, core_error):
+                raise error(f"{type(exc).__name__}: {exc}") from exc
+        raise
