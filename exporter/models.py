@@ -7,7 +7,6 @@ so the summary form of ``GET /room_sessions/{id}`` (no cost) decodes with the sa
 
 from __future__ import annotations
 
-import math
 from datetime import UTC, datetime
 
 import msgspec
@@ -15,6 +14,12 @@ import msgspec
 from .snapshot import FPS_VALUES, OTHER, QUALITIES, UNKNOWN
 
 IN_PROGRESS, COMPLETED = "in-progress", "completed"
+# The sane range of a record's numbers; outside it (or not finite) the record is not counted.
+# With these bounds no counter can overflow: adding $1e6 or a year to the largest finite float
+# rounds back to it, so every counter stays finite and the state file can always store it.
+MAX_COST = 1_000_000.0  # dollars per session
+MAX_DURATION = 365 * 86400.0  # seconds: a year (31,536,000 s)
+MAX_MEMBERS = 1_000_000  # per session; keeps the summed gauge exact as a float
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -95,13 +100,14 @@ class RoomSession(msgspec.Struct, frozen=True, gc=False):
         end = _epoch(self.end_time)
         if end is not None and (start := self.start_ts) is not None and end < start:
             return "invalid_times"
+        # A comparison with NaN is false, so NaN fails each range check below, like infinities.
         cost = self.cost_in_dollars
-        if cost is not None and (not math.isfinite(cost) or cost < 0):
+        if cost is not None and not 0 <= cost <= MAX_COST:
             return "invalid_cost"
         duration = self.duration_seconds
-        if duration is not None and (not math.isfinite(duration) or duration < 0):
+        if duration is not None and not 0 <= duration <= MAX_DURATION:
             return "invalid_duration"
-        if self.max_members is not None and self.max_members < 0:
+        if self.max_members is not None and not 0 <= self.max_members <= MAX_MEMBERS:
             return "invalid_max_members"
         return None
 

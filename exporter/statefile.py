@@ -1,20 +1,25 @@
 """Restart-proof state: the accounting of every space in one versioned JSON file.
 
 The file is replaced atomically (temporary file, fsync, rename, fsync of the directory),
-so after a crash it holds either the previous poll's state or the new one, never a mix.
+so after a crash it holds either the previous poll's state or the new one, never a mix. The
+temporary file is created afresh (exclusive create, symlinks not followed, mode 0600).
 A file that cannot be used (corrupt, truncated, unreadable, another format version) is
-moved aside as ``<path>.corrupt-<timestamp>`` and the exporter starts fresh.
+moved aside as ``<path>.corrupt-<timestamp>`` and the exporter starts fresh. Within a usable
+file, damage costs only what it touches: a bad counter value is dropped (that series starts
+from zero), a space whose entry is otherwise bad starts fresh, and the other spaces resume.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
 import time
+import typing
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
@@ -24,8 +29,9 @@ from .state import Accounting
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-Count = Annotated[int, msgspec.Meta(ge=0)]
-Amount = Annotated[float, msgspec.Meta(ge=0)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]  # le: exact as a float, as it is exported
+Amount = Annotated[float, msgspec.Meta(ge=0)]  # finite: JSON has no infinities or NaN
+T = TypeVar("T")
 
 
 class _Totals(msgspec.Struct, forbid_unknown_fields=True):
@@ -46,10 +52,10 @@ class _Space(msgspec.Struct, forbid_unknown_fields=True):
     totals: _Totals
 
 
-class _File(msgspec.Struct, forbid_unknown_fields=True):
+class _File(msgspec.Struct, Generic[T], forbid_unknown_fields=True):
     version: int
     written_at: float
-    spaces: dict[str, _Space]
+    spaces: dict[str, T]  # read as raw JSON first, so each space is decoded on its own
 
 
 class _Version(msgspec.Struct):
@@ -75,6 +81,52 @@ def _encode_space(acc: Accounting, buckets: tuple[float, ...]) -> _Space:
     )
 
 
+# Each field of _Totals is a list or a mapping of counter values: the type of one of them.
+_COUNTER_TYPES = {
+    key: typing.get_args(kind)[-1]
+    for key, kind in typing.get_type_hints(_Totals, include_extras=True).items()
+}
+_space_decoder = msgspec.json.Decoder(_Space)
+
+
+def _read_space(name: str, raw: msgspec.Raw) -> _Space | None:
+    """One space's entry without its bad counter values; None (logged) when the rest is bad too."""
+    try:
+        return _space_decoder.decode(raw)
+    except msgspec.DecodeError:
+        pass
+    try:
+        entry = msgspec.json.decode(raw)
+        if isinstance(entry, dict) and isinstance(entry.get("totals"), dict):
+            entry["totals"] = {**entry["totals"], **_usable_counters(entry["totals"], name)}
+        return msgspec.convert(entry, _Space)
+    except msgspec.DecodeError as exc:  # a ValidationError is a DecodeError too
+        log.error("state file: the state of space %s is not valid (%s); it starts fresh", name, exc)
+        return None
+
+
+def _usable_counters(totals: dict[str, Any], space: str) -> dict[str, Any]:
+    """The counter collections of ``totals`` without the values that are not valid counters."""
+    usable: dict[str, Any] = {}
+    for key, kind in _COUNTER_TYPES.items():
+        values = totals.get(key)
+        if isinstance(values, list):
+            usable[key] = [v for v in values if _is_valid(v, kind, space, key)]
+        elif isinstance(values, dict):
+            usable[key] = {k: v for k, v in values.items() if _is_valid(v, kind, space, f"{key}[{k!r}]")}
+    return usable
+
+
+def _is_valid(value: object, kind: Any, space: str, key: str) -> bool:
+    try:
+        msgspec.convert(value, kind)
+        return True
+    except msgspec.ValidationError as exc:
+        shown = msgspec.json.encode(value).decode()
+        log.error("state file: space %s: dropping %s %s (%s); it starts from zero", space, key, shown, exc)
+        return False
+
+
 def _decode_space(space: _Space, buckets: tuple[float, ...], name: str) -> Accounting:
     t = space.totals
     durations = {(q, f): Histogram(tuple(c), total) for q, f, c, total in t.durations}
@@ -85,8 +137,14 @@ def _decode_space(space: _Space, buckets: tuple[float, ...], name: str) -> Accou
             name,
         )
         durations = {}
-    elif any(len(h.counts) != len(buckets) + 1 for h in durations.values()):
-        raise ValueError(f"space {name}: histogram bucket counts do not match its buckets")
+    elif mismatched := [key for key, h in durations.items() if len(h.counts) != len(buckets) + 1]:
+        log.error(
+            "state file: space %s: dropping the duration histogram of %s, whose bucket counts do not "
+            "match its buckets; it starts from zero",
+            name,
+            mismatched,
+        )
+        durations = {key: h for key, h in durations.items() if key not in mismatched}
     return Accounting(
         counting_start=space.counting_start,
         last_success=space.last_success,
@@ -140,13 +198,14 @@ class StateFile:
             version = msgspec.json.decode(data, type=_Version).version
             if version != FORMAT_VERSION:
                 return self._set_aside(f"format version {version}, this exporter reads {FORMAT_VERSION}")
-            stored = msgspec.json.decode(data, type=_File)
-            loaded = {n: _decode_space(s, self.buckets, n) for n, s in stored.spaces.items() if n in wanted}
-        except (msgspec.DecodeError, ValueError) as exc:
+            stored = msgspec.json.decode(data, type=_File[msgspec.Raw])
+        except msgspec.DecodeError as exc:
             return self._set_aside(f"it is not a valid state file ({exc})")
         for name in stored.spaces.keys() - wanted:
             log.info("state file: dropping the state of space %s, which is no longer configured", name)
-        self._spaces = {n: s for n, s in stored.spaces.items() if n in wanted}
+        readable = {n: _read_space(n, raw) for n, raw in stored.spaces.items() if n in wanted}
+        self._spaces = {n: s for n, s in readable.items() if s is not None}
+        loaded = {n: _decode_space(s, self.buckets, n) for n, s in self._spaces.items()}
         log.info("state file %s: resuming %d space(s)", self.path, len(loaded))
         return loaded
 
@@ -171,12 +230,27 @@ class StateFile:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new ``<path>.tmp`` (mode 0600), fsync it, rename it over ``path``.
+
+    Whatever is at ``<path>.tmp`` (a crashed write's leftover, or a planted symlink) is removed,
+    never written through: the file is created exclusively, without following a symlink, and a
+    file left there by someone in between fails the write instead.
+    """
     temporary = path.with_name(f"{path.name}.tmp")
-    with open(temporary, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temporary)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    descriptor = os.open(temporary, flags, 0o600)
+    try:
+        with open(descriptor, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
     directory = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(directory)

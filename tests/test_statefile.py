@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import stat
 import subprocess
 import sys
 import threading
@@ -12,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from exporter.models import MAX_COST, MAX_DURATION
 from exporter.poller import SpacePoller
 from exporter.snapshot import DEFAULT_DURATION_BUCKETS, Histogram, SpaceSnapshot, Totals
 from exporter.state import Accounting
@@ -21,7 +24,7 @@ from .support.fake_api import FakeSpace
 from .test_cli import PROJECT as CLI_PROJECT
 from .test_cli import TOKEN as CLI_TOKEN
 from .test_cli import free_port, run_cli, running_exporter, stalling_api, write_config
-from .test_poller import Exporter, qf
+from .test_poller import Exporter, Sample, qf
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = Accounting(
@@ -85,12 +88,93 @@ def test_unusable_file_is_set_aside_and_counting_starts_fresh(
     assert reason in caplog.text and str(aside) in caplog.text
 
 
-def test_negative_counter_in_file_is_rejected(tmp_path: Path) -> None:
+def test_a_partly_bad_file_keeps_what_is_good(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A bad counter value costs that counter; a space whose entry is bad otherwise starts fresh."""
     path = tmp_path / "state.json"
-    StateFile(str(path), DEFAULT_DURATION_BUCKETS).save("a", SAMPLE)
-    path.write_text(path.read_text().replace('"malformed":4', '"malformed":-4'))
-    assert StateFile(str(path), DEFAULT_DURATION_BUCKETS).load(["a"]) == {}
-    assert list(tmp_path.glob("state.json.corrupt-*"))
+    writer = StateFile(str(path), DEFAULT_DURATION_BUCKETS)
+    for name in ("a", "b", "c"):
+        writer.save(name, SAMPLE)
+    doc = json.loads(path.read_text())
+    a = doc["spaces"]["a"]["totals"]
+    a["skipped"]["malformed"] = -4
+    a["cost"][1][2] = None  # what an infinite counter was written as
+    a["completed"].append(["1080p", "20", 1.5])
+    a["durations"][0][2] = [1, 2]  # bucket counts that do not match the buckets
+    doc["spaces"]["b"]["tracked"] = "not a mapping"
+    path.write_text(json.dumps(doc))
+    with caplog.at_level(logging.ERROR):
+        reader = StateFile(str(path), DEFAULT_DURATION_BUCKETS)
+        loaded = reader.load(["a", "b", "c"])
+    assert loaded.keys() == {"a", "c"} and loaded["c"] == SAMPLE
+    kept = SAMPLE.totals
+    assert loaded["a"].totals == Totals(
+        completed=kept.completed,
+        cost={("720p", "30"): kept.cost["720p", "30"]},
+        room_cost=kept.room_cost,
+    )
+    assert (loaded["a"].tracked, loaded["a"].counted) == (SAMPLE.tracked, SAMPLE.counted)
+    assert not list(tmp_path.glob("state.json.corrupt-*"))
+    for dropped in (
+        "skipped['malformed'] -4",
+        'cost ["other","unknown",null]',
+        'completed ["1080p","20",1.5]',
+    ):
+        assert f"space a: dropping {dropped} " in caplog.text
+    assert "dropping the duration histogram of [('720p', '30')]" in caplog.text
+    assert "the state of space b is not valid" in caplog.text
+    reader.save("a", loaded["a"])
+    assert set(json.loads(path.read_text())["spaces"]) == {"a", "c"}  # b's fresh state comes with its poll
+
+
+def test_hostile_values_are_skipped_and_the_state_file_resumes(sim: FakeSpace, tmp_path: Path) -> None:
+    """Values that would make a counter non-finite, or are beyond the sane range, are skipped;
+    what is written is what the next start loads."""
+    path = tmp_path / "state.json"
+    first = _exporter_with_state(sim, path)
+    ids = {name: sim.add_session(name=name) for name in ("good", "huge-1", "huge-2", "long-1", "long-2")}
+    sim.add_session(name="crowd", max_members=10**400)  # in progress: not shown in the gauges
+    assert first.poll()
+    sim.complete_session(ids["good"], cost_in_dollars=1.5, duration=600)
+    for name in ("huge-1", "huge-2"):  # together +Inf as a float
+        sim.complete_session(ids[name], cost_in_dollars=1e308)
+    for name in ("long-1", "long-2"):
+        sim.complete_session(ids[name], cost_in_dollars=0.5, duration=10**308)
+    assert first.poll()
+    samples = first.samples()
+    assert all(math.isfinite(value) for value in samples.values())
+    assert first.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
+    assert first.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 1.5
+    assert first.value("signalwire_video_room_session_duration_seconds_sum", **qf("720p", "30")) == 600
+    assert first.value("signalwire_video_room_sessions_active_max_members", **qf("720p", "30")) == 0
+    assert first.value("signalwire_video_sessions_skipped_total", reason="invalid_cost") == 2
+    assert first.value("signalwire_video_sessions_skipped_total", reason="invalid_duration") == 2
+    second = _exporter_with_state(sim, path)
+    assert not list(tmp_path.glob("state.json.corrupt-*"))
+    assert second.poller.accounting == first.poller.accounting
+    assert _stored(second.samples()) == _stored(samples)
+
+
+def test_a_counter_at_the_largest_float_stays_finite(sim: FakeSpace, tmp_path: Path) -> None:
+    """With costs and durations bounded, a counter that reached the largest float stays there."""
+    path = tmp_path / "state.json"
+    largest = sys.float_info.max
+    key = ("720p", "30")
+    totals = Totals(
+        completed={key: 1},
+        cost={key: largest},
+        durations={key: Histogram((0,) * len(DEFAULT_DURATION_BUCKETS) + (1,), largest)},
+    )
+    StateFile(str(path), DEFAULT_DURATION_BUCKETS).save("test", Accounting(time.time() - 60, totals=totals))
+    exporter = _exporter_with_state(sim, path)
+    a = sim.add_session()
+    assert exporter.poll()
+    sim.complete_session(a, cost_in_dollars=MAX_COST, duration=int(MAX_DURATION))
+    assert exporter.poll()
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf(*key)) == 2
+    assert exporter.value("signalwire_video_room_sessions_cost_dollars_total", **qf(*key)) == largest
+    assert exporter.value("signalwire_video_room_session_duration_seconds_sum", **qf(*key)) == largest
+    resumed = StateFile(str(path), DEFAULT_DURATION_BUCKETS).load(["test"])
+    assert resumed == {"test": exporter.poller.accounting}
 
 
 def test_changed_buckets_reset_only_the_histogram(tmp_path: Path) -> None:
@@ -100,6 +184,35 @@ def test_changed_buckets_reset_only_the_histogram(tmp_path: Path) -> None:
     assert loaded.totals.durations == {}
     assert loaded.totals.completed == SAMPLE.totals.completed
     assert loaded.totals.cost == SAMPLE.totals.cost
+
+
+@pytest.mark.parametrize("victim_exists", [True, False], ids=["to-a-file", "dangling"])
+@pytest.mark.parametrize("planted", ["state.json.tmp", "state.json"])
+def test_a_planted_symlink_is_never_written_through(
+    sim: FakeSpace, tmp_path: Path, planted: str, victim_exists: bool
+) -> None:
+    """At the names the state is written to: the temporary file is created afresh (mode 0600),
+    never opened through what is there, and renamed over the link, not through it."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    path = directory / "state.json"
+    victim = tmp_path / "victim"
+    if victim_exists:
+        victim.write_text("precious")
+    (directory / planted).symlink_to(victim)
+    exporter = _exporter_with_state(sim, path)
+    a = sim.add_session()
+    assert exporter.poll()
+    sim.complete_session(a, cost_in_dollars=1.0)
+    assert exporter.poll()
+    if victim_exists:
+        assert victim.read_text() == "precious"
+    else:
+        assert not victim.exists()
+    assert not (directory / "state.json.tmp").exists()
+    assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    resumed = StateFile(str(path), DEFAULT_DURATION_BUCKETS).load(["test"])
+    assert resumed == {"test": exporter.poller.accounting}
 
 
 def test_state_path_checks(tmp_path: Path) -> None:
@@ -132,6 +245,14 @@ def test_check_config_reports_an_unusable_state_path(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert result.stderr == f"config error: state.path: directory {tmp_path / 'x'} does not exist\n"
+
+
+def _stored(samples: Sample) -> Sample:
+    """The samples of the counters the state file keeps."""
+    stored = ("room_sessions_completed", "room_sessions_cost", "room_session_duration", "sessions_skipped")
+    return {
+        key: v for key, v in samples.items() if key[0].removeprefix("signalwire_video_").startswith(stored)
+    }
 
 
 def _exporter_with_state(sim: FakeSpace, path: Path, clock: list[float] | None = None) -> Exporter:
