@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn, cast
 from urllib.parse import urlsplit
 
 import yaml
@@ -36,6 +36,13 @@ _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _SPACE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
+# Bounds of a YAML file (config and web config), so that no file can exhaust time or memory.
+MAX_YAML_BYTES = 256 * 1024
+MAX_YAML_DEPTH = 50
+MAX_YAML_NODES = 10_000  # keys, values and list items
+# PyYAML quotes document text into some messages ("found character '@' that cannot start any
+# token"); its own token names ("but found '<block end>'") are safe to show.
+_QUOTED_TEXT = re.compile(r"""(?:found|got|handle|character) (?!'<)['"]""")
 
 
 class ConfigError(Exception):
@@ -114,10 +121,14 @@ def _buckets(value: object) -> tuple[float, ...]:
 
 def _base_url(value: object) -> str:
     url = _text(value).rstrip("/")
+    if "@" in url:  # checked first: no message below may repeat a URL with credentials
+        raise ValueError(
+            "must not contain credentials (user:password@); give them as project_id and api_token"
+        )
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"must be an http(s) URL such as https://example.signalwire.com, got {url!r}")
-    if parts.path or parts.query or parts.fragment or parts.username:
+    if parts.path or parts.query or parts.fragment:
         raise ValueError(f"must be an origin only (scheme://host[:port]), got {url!r}")
     return url
 
@@ -355,20 +366,67 @@ def config_from_env(env: Mapping[str, str] | None = None) -> Config:
     return parse_config({"spaces": [space]}, env={})
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's SafeLoader within bounds: no anchors or aliases (nothing expands, so no "billion
+    laughs"), at most MAX_YAML_DEPTH levels and MAX_YAML_NODES nodes, checked while composing."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.depth = self.nodes = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.check_event()  # parses the node's first event into current_event
+        event: yaml.NodeEvent = self.current_event
+        if isinstance(event, yaml.AliasEvent) or event.anchor:
+            _refuse("anchors and aliases are not supported (quote a value that starts with & or *)", event)
+        self.depth, self.nodes = self.depth + 1, self.nodes + 1
+        if self.depth > MAX_YAML_DEPTH:
+            _refuse(f"nested more than {MAX_YAML_DEPTH} levels deep", event)
+        if self.nodes > MAX_YAML_NODES:
+            _refuse(f"more than {MAX_YAML_NODES} keys, values and list items", event)
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        return node
+
+
+def _refuse(problem: str, where: yaml.Event | yaml.Node) -> NoReturn:
+    raise yaml.MarkedYAMLError(problem=problem, problem_mark=cast(yaml.Mark, where.start_mark))
+
+
+# An unknown tag is refused without repeating it: an unquoted token may start with "!".
+_Loader.add_constructor(None, lambda _, node: _refuse("unknown tag (quote a value that starts with !)", node))
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """What is wrong with a YAML file, in words that never repeat its text (it may be a secret)."""
+    if not isinstance(exc, yaml.YAMLError):  # ValueError from a constructor: 2024-02-30, 5000 digits
+        return "a date or number out of range"
+    if not isinstance(exc, yaml.MarkedYAMLError):  # a ReaderError
+        return "a character YAML does not allow"
+    problem = exc.problem or "invalid syntax"
+    return "invalid syntax (the text there is not repeated)" if _QUOTED_TEXT.search(problem) else problem
+
+
 def read_yaml(path: str, what: str) -> object:
-    """The YAML document in ``path`` ({} when empty); unreadable or invalid: ConfigError."""
+    """The YAML document in ``path`` ({} when empty); unreadable, invalid or too large: ConfigError.
+
+    No error repeats text of the file: whatever it quotes may be a secret.
+    """
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        with open(path, "rb") as file:
+            data = file.read(MAX_YAML_BYTES + 1)
+        if len(data) > MAX_YAML_BYTES:
+            raise ConfigError([f"{path}: cannot read {what}: larger than {MAX_YAML_BYTES // 1024} KiB"])
+        text = data.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
         raise ConfigError([f"{path}: cannot read {what}: {reason}"]) from None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        raw = yaml.load(text, Loader=_Loader)
+    except (yaml.YAMLError, ValueError) as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError([f"{path}: invalid YAML{where}: {problem}"]) from None
+        raise ConfigError([f"{path}: invalid YAML{where}: {_yaml_problem(exc)}"]) from None
     return raw if raw is not None else {}
 
 

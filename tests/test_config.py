@@ -193,3 +193,71 @@ def test_secret_files_are_the_config_with_inline_tokens_and_token_files(tmp_path
     config = load_config(str(inline), env={})
     assert config.secret_files == (str(inline),) and config.web_config_file == "web.yml"
     assert load_config(str(by_file), env={}).secret_files == (str(token),)
+
+
+HOSTILE = [ROOT / f"tests/bad_configs/{name}.yaml" for name in ("alias_bomb", "deep_nesting", "token_tag")]
+
+
+@pytest.mark.parametrize("path", HOSTILE, ids=[p.stem for p in HOSTILE])
+def test_hostile_yaml_is_a_config_error_for_the_config_and_the_web_config(path: Path) -> None:
+    """A "billion laughs", 5,000 levels of nesting, a token read as a tag: exit 2, each problem
+    on one line, no traceback, nothing of the file repeated."""
+    expected = "".join(f"config error: {error}\n" for error in _expected(path))
+    for args in (("--config", str(path)), ("--demo", "--web.config.file", str(path))):
+        result = _cli("--check-config", *args, env={})
+        assert (result.returncode, result.stdout, result.stderr) == (2, "", expected)
+        assert "SECRET" not in expected
+
+
+def test_credentials_in_base_url_are_refused_without_repeating_them() -> None:
+    path = ROOT / "tests/bad_configs/base_url_credentials.yaml"
+    result = _cli("--check-config", "--config", str(path), env={})
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "".join(f"config error: {error}\n" for error in _expected(path))
+    assert "SECRET" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        *("!SECRET", "!SECRET!x y", "!<SECRET> y", "*SECRET", "&SECRET x", "@SECRET", "`SECRET", "%SECRET"),
+        *('"SECRET\\q"', '"\\qSECRET"', "|SECRET", ">SECRET", "'SECRET", "[SECRET", "{SECRET: 1"),
+    ],
+)
+def test_yaml_errors_never_repeat_text_of_the_file(tmp_path: Path, token: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(
+        f"spaces:\n  - name: p\n    space: example\n    project_id: pid\n    api_token: {token}\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), env={})
+    [error] = info.value.errors
+    assert error.startswith(f"{path}: invalid YAML (line ")
+    assert "SECRET" not in error
+
+
+def test_yaml_files_have_a_size_and_a_node_limit(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_text("spaces: []\n# " + "x" * 256 * 1024 + "\n")
+    many = tmp_path / "many.yaml"
+    many.write_text("spaces: [" + "1, " * 10_000 + "]\n")
+    assert _errors(big) == [f"{big}: cannot read config file: larger than 256 KiB"]
+    assert _errors(many) == [
+        f"{many}: invalid YAML (line 1, column 30001): more than 10000 keys, values and list items"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("when: 2024-02-30", "a date or number out of range"), ("x: a\x01b", "a character YAML does not allow")],
+)
+def test_yaml_values_python_cannot_build_are_config_errors(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    assert _errors(path) == [f"{path}: invalid YAML: {problem}"]
+
+
+def _errors(path: Path) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), env={})
+    return info.value.errors
