@@ -190,15 +190,24 @@ class ApiClient:
         return url
 
     def _get(self, endpoint: str, url: str, deadline: float, missing_ok: bool = False) -> bytes | None:
-        """GET with retries until ``deadline`` (monotonic); the body of a 200 (None for an allowed 404)."""
+        """GET with retries until ``deadline`` (monotonic); the body of a 200 (None for an allowed 404).
+
+        A retry that the deadline cuts short fails with the error it retried: the poll failed
+        because of that error, not because the API was slower than ``poll.timeout``.
+        """
         attempt = 0
+        error: ApiError | None = None
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ApiError("timeout", "poll deadline reached before the request could be sent")
-            outcome, wait = self._attempt(endpoint, url, min(self.poll.timeout, remaining), missing_ok)
+            timeout = min(self.poll.timeout, deadline - time.monotonic())
+            outcome, wait = (
+                self._attempt(endpoint, url, timeout, missing_ok)
+                if timeout > 0
+                else (ApiError("timeout", "poll deadline reached before the request could be sent"), None)
+            )
             if not isinstance(outcome, ApiError):
                 return outcome
+            if error is not None and outcome.reason == "timeout" and timeout < self.poll.timeout:
+                raise ApiError(error.reason, f"{error} (its retry ran out of the poll interval)")
             error = outcome
             backoff = min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt) * self._rng.uniform(0.5, 1.0)
             wait = max(wait or 0.0, backoff)

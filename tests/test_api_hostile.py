@@ -10,6 +10,7 @@ memory, crash it, or flood the log.
 from __future__ import annotations
 
 import gzip
+import itertools
 import json
 import logging
 import random
@@ -29,7 +30,7 @@ from exporter.config import SpaceConfig
 
 from .conftest import PROJECT, TOKEN, RequestLog, deadline, poll_config
 from .support.fake_api import FakeSpace
-from .support.raw_http import Handler, RawServer, answering, continuing, dripping, response
+from .support.raw_http import Connection, Handler, RawServer, answering, continuing, dripping, response
 from .test_poller import Exporter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,6 +89,24 @@ def test_a_poll_against_endless_interim_responses_fails_as_timeout_within_its_in
     assert v("signalwire_video_up") == 0
     assert v("signalwire_video_poll_errors_total", reason="timeout") == 1
     assert v("signalwire_video_api_requests_total", endpoint="list", code="error") == 1
+
+
+def test_a_retry_cut_short_by_the_poll_deadline_fails_with_the_error_it_retried() -> None:
+    numbers = itertools.count()
+
+    def busy_then_hanging(conn: Connection) -> None:
+        for _ in conn.requests():
+            if next(numbers) > 0:
+                return continuing()(conn)  # the retry hangs until the poll's deadline cuts it
+            conn.send(response(503, {**JSON, "Retry-After": "1"}, b'{"error": "busy"}'))
+
+    with RawServer(busy_then_hanging) as server:
+        client = _client(server.base_url, timeout=5.0)
+        error, took = _fails(client, seconds=1.5)
+    assert error.reason == "server_error"  # not "timeout": the retry had 0.5 s, not poll.timeout
+    assert "ran out of the poll interval" in str(error)
+    assert took < 1.5 + MARGIN
+    assert client.observe.counts == {("list", "503"): 1, ("list", "error"): 1}
 
 
 def test_a_tls_handshake_dripping_in_ends_at_the_deadline() -> None:
