@@ -199,7 +199,7 @@ def test_polls_never_overlap_and_requests_are_sequential(sim: FakeSpace) -> None
     exporter.poller.poll_once = timed  # type: ignore[method-assign]
     sim.fail_next(200, kind="reset", times=2)
     sim.fail_next(503, times=2)
-    thread = threading.Thread(target=exporter.poller.run)
+    thread = threading.Thread(target=exporter.poller.run, daemon=True)  # a failure must not hang exit
     thread.start()
     time.sleep(1.5)
     # The server still answers a request the client gave up on until it notices the closed

@@ -242,7 +242,7 @@ def test_rooms_are_capped_with_the_rest_under_other(sim: FakeSpace) -> None:
 def test_poll_loop_runs_until_stopped(sim: FakeSpace) -> None:
     sim.add_session()
     exporter = Exporter(sim, interval=0.2)
-    thread = threading.Thread(target=exporter.poller.run)
+    thread = threading.Thread(target=exporter.poller.run, daemon=True)  # a failure must not hang exit
     thread.start()
     polls = 0
     for _ in range(200):  # wait for three polls (bounded): a condition, not a duration
