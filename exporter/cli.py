@@ -211,7 +211,7 @@ def serve(
         web = web or WebConfig()
         app = wrap_app(make_app(build_exposition(snapshots, config, fresh=True), snapshots.ready), web)
         sans = web.tls.client_allowed_sans if web.tls else ()
-        server = MetricsServer(host, port, app, web.ssl_context, sans)
+        server = MetricsServer(host, port, app, web.ssl_context, sans, config.server_limits)
     except OSError as exc:
         log.error("cannot listen on %s: %s", config.listen_address, exc.strerror or exc)
         return 1

@@ -12,7 +12,7 @@ import math
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, cast
 from urllib.parse import urlsplit
@@ -177,6 +177,16 @@ class PollConfig:
 
 
 @dataclass(frozen=True)
+class ServerLimits:
+    """What one client may take of the HTTP server (``server:`` keys; docs/security.md); seconds."""
+
+    max_connections: Annotated[int, Meta(ge=1, le=100_000)] = 512
+    read_header_timeout: _Duration = 10.0
+    idle_timeout: _Duration = 90.0
+    max_header_bytes: Annotated[int, Meta(ge=1024, le=16 * 1024 * 1024)] = 64 * 1024
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration."""
 
@@ -191,6 +201,7 @@ class Config:
     log_level: str = "info"
     log_format: str = "text"
     web_config_file: str | None = None
+    server_limits: ServerLimits = ServerLimits()
     # Files holding secrets (the config file with a literal api_token, api_token_file paths),
     # checked for group/other read permission at start.
     secret_files: tuple[str, ...] = ()
@@ -220,7 +231,7 @@ class _Space:
 
 
 @dataclass(frozen=True)
-class _Server:
+class _Server(ServerLimits):
     listen_address: Annotated[str, Parse(_listen_address)] = Config.listen_address
     web_config_file: _OptionalText = None
 
@@ -339,6 +350,7 @@ def parse_config(raw: object, env: Mapping[str, str] | None = None, need_spaces:
         log_level=doc.logging.level,
         log_format=doc.logging.format,
         web_config_file=doc.server.web_config_file,
+        server_limits=ServerLimits(**{f.name: getattr(doc.server, f.name) for f in fields(ServerLimits)}),
         secret_files=tuple(s.api_token_file for s in spaces if s.api_token_file),
     )
 

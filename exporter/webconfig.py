@@ -16,7 +16,7 @@ validated but not applied (OpenSSL's curve order, HTTP/1.1); ``rate_limit`` is r
 from __future__ import annotations
 
 import base64
-import binascii
+import functools
 import hashlib
 import hmac
 import logging
@@ -82,7 +82,10 @@ HEADERS: dict[str, tuple[str, ...] | None] = {
 # Paths served without basic auth: Kubernetes HTTP probes cannot send credentials.
 UNAUTHENTICATED_PATHS = frozenset({"/-/healthy", "/-/ready"})
 REALM = "signalwire-video-exporter"
-HANDSHAKE_TIMEOUT = 10.0
+MIN_COST, MAX_COST = 4, 31  # bcrypt's cost factor range
+# bcrypt keys Blowfish with at most 72 bytes: Go's bcrypt (Prometheus' toolkit) compares only the
+# first 72 bytes of a longer password, where Python's bcrypt refuses it.
+BCRYPT_MAX_PASSWORD = 72
 _USERS = "a mapping of user names to bcrypt hashes"
 
 
@@ -222,7 +225,12 @@ def _users(raw: Mapping[Any, Any], errors: list[str]) -> dict[str, bytes]:
 
 
 def _is_bcrypt(value: str) -> bool:
-    return len(value) == 60 and value[:4] in ("$2a$", "$2b$", "$2y$") and value[4:6].isdigit()
+    return (
+        len(value) == 60
+        and value[:4] in ("$2a$", "$2b$", "$2y$")
+        and value[4:6].isdigit()
+        and MIN_COST <= int(value[4:6]) <= MAX_COST
+    )
 
 
 def _headers(raw: Mapping[Any, Any], errors: list[str]) -> tuple[tuple[str, str], ...]:
@@ -331,7 +339,8 @@ class BasicAuth:
 
     A successful (user, password) pair is remembered as ``sha256(password)`` per user and
     compared with :func:`hmac.compare_digest`, so only the first scrape pays for bcrypt.
-    Unknown users cost one bcrypt too, so their timing does not reveal which users exist.
+    Unknown users cost one bcrypt too, at the highest cost configured, so their timing does not
+    reveal which users exist. As in Go, only the first 72 bytes of a password count.
     """
 
     def __init__(self, users: Mapping[str, bytes]) -> None:
@@ -339,7 +348,12 @@ class BasicAuth:
         self.bcrypt_calls = 0  # observable by tests
         self._verified: dict[str, bytes] = {}
         self._lock = threading.Lock()
-        self._dummy: bytes | None = None
+
+    @functools.cached_property
+    def dummy_hash(self) -> bytes:
+        """Checked for unknown users: as costly as the costliest configured hash."""
+        cost = max((int(hashed[4:6]) for hashed in self.users.values()), default=10)
+        return bcrypt.hashpw(b"dummy", bcrypt.gensalt(cost))
 
     def _checkpw(self, password: bytes, hashed: bytes) -> bool:
         with self._lock:
@@ -353,20 +367,18 @@ class BasicAuth:
         """The authenticated user name, or None."""
         if not header or header[:6].lower() != "basic ":
             return None
-        try:
+        try:  # a non-ASCII header is a ValueError, like bad base64 (binascii.Error) and bad UTF-8
             decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:
             return None
         user, sep, password = decoded.partition(":")
         if not sep:
             return None
-        secret = password.encode()
+        secret = password.encode()[:BCRYPT_MAX_PASSWORD]
         digest = hashlib.sha256(secret).digest()
         hashed = self.users.get(user)
         if hashed is None:
-            if self._dummy is None:
-                self._dummy = bcrypt.hashpw(b"dummy", bcrypt.gensalt(10))
-            self._checkpw(secret, self._dummy)
+            self._checkpw(secret, self.dummy_hash)
             return None
         cached = self._verified.get(user)
         if cached is not None and hmac.compare_digest(cached, digest):

@@ -7,6 +7,7 @@ is httpx. Every valid web config used here is also checked with ``promtool check
 
 from __future__ import annotations
 
+import base64
 import datetime
 import ipaddress
 import os
@@ -272,6 +273,27 @@ def test_successful_bcrypt_check_is_cached(serve: Any, pki: Pki) -> None:
     assert auth.bcrypt_calls == 3
     assert get(f"{url}/metrics", ctx, auth=("other", "other-password")).status_code == 200
     assert auth.bcrypt_calls == 4
+
+
+def test_password_longer_than_72_bytes_counts_its_first_72_as_in_go(serve: Any) -> None:
+    """Go's bcrypt (Prometheus' toolkit) compares the first 72 bytes; Python's bcrypt refuses more."""
+    long_password = "é" * 40  # 80 bytes in UTF-8
+    prefix = long_password.encode()[:72]
+    web = parse_web_config({"basic_auth_users": {USER: bcrypt.hashpw(prefix, bcrypt.gensalt(4)).decode()}})
+    url, _ = serve(web)
+    assert httpx.get(f"{url}/metrics", auth=(USER, long_password), timeout=5).status_code == 200
+    same_start = prefix.decode() + "different tail"  # 72 equal bytes: equal for Go's bcrypt too
+    assert httpx.get(f"{url}/metrics", auth=(USER, same_start), timeout=5).status_code == 200
+    assert httpx.get(f"{url}/metrics", auth=(USER, "é" * 35), timeout=5).status_code == 401
+
+
+def test_unknown_users_cost_as_much_as_the_costliest_configured_hash() -> None:
+    users = {"cheap": _hash("a").encode(), "dear": bcrypt.hashpw(b"b", bcrypt.gensalt(6))}
+    auth = BasicAuth(users)
+    assert auth.check("Basic " + base64.b64encode(b"nobody:x").decode()) is None
+    assert auth.bcrypt_calls == 1
+    assert auth.dummy_hash[:7] == b"$2b$06$"
+    assert bcrypt.checkpw(b"dummy", auth.dummy_hash)
 
 
 def test_basic_auth_without_tls(serve: Any) -> None:
