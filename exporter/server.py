@@ -15,6 +15,7 @@ started on the counted connection, followed by the client certificate's SAN chec
 from __future__ import annotations
 
 import asyncio
+import asyncio.sslproto
 import contextlib
 import gzip
 import logging
@@ -161,6 +162,10 @@ class _ClientErrors(logging.Filter):
 
 _aiohttp_log = logging.getLogger("exporter.server.aiohttp")
 _aiohttp_log.addFilter(_ClientErrors())
+# asyncio's TLS gives each connection a 256 KiB read buffer (SSLProtocol.max_size, allocated
+# whole): 128 MiB at 512 connections. A TLS record holds at most 16 KiB, so 32 KiB reads lose
+# nothing. asyncio's TLS serves only this server (the API client is synchronous).
+asyncio.sslproto.SSLProtocol.max_size = 32 * 1024
 
 
 class _Connection(asyncio.Protocol):
@@ -168,14 +173,18 @@ class _Connection(asyncio.Protocol):
 
     Waiting connections (TLS handshake, no request yet, headers arriving) may be closed to make
     room for a new one; a connection whose request is being answered never is. The bytes and time
-    a request's headers take are capped here, before aiohttp buffers them.
+    a request's headers take are capped here, before aiohttp buffers them. aiohttp's protocol is
+    made at the first byte (then its keep-alive timer closes the connection when idle): a
+    connection that never sends one costs only this object and is closed at ``idle_timeout``.
     """
 
     def __init__(self, server: MetricsServer) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
-        self.inner: asyncio.Protocol | None = None  # aiohttp's, once TLS (if any) is up
-        self.pending = b""  # bytes that arrived before ``inner`` existed
+        self.ready = False  # TLS, if any, is up
+        self.inner: asyncio.Protocol | None = None  # aiohttp's, from the first byte on
+        self.pending = b""  # bytes that arrived before ``ready``
+        self.silence: asyncio.TimerHandle | None = None  # idle_timeout until the first byte
         self.header_bytes = 0
         self.header_deadline: asyncio.TimerHandle | None = None
         self.busy = False
@@ -212,15 +221,23 @@ class _Connection(asyncio.Protocol):
             log.debug("client certificate has no allowed SAN: closing without an answer")
             tls.abort()
             return
-        self.transport = tls
         self._start(tls)
 
     def _start(self, transport: asyncio.Transport) -> None:
-        self.inner = self.server.aiohttp()
-        self.inner.connection_made(transport)
+        self.transport, self.ready = transport, True
+        loop = asyncio.get_running_loop()
+        self.silence = loop.call_later(self.server.limits.idle_timeout, self.close)
         if self.pending:
             data, self.pending = self.pending, b""
-            self.inner.data_received(data)
+            self._to_aiohttp(data)
+
+    def _to_aiohttp(self, data: bytes) -> None:
+        if self.inner is None:
+            assert self.transport is not None and self.silence is not None
+            self.silence.cancel()
+            self.inner = self.server.aiohttp()
+            self.inner.connection_made(self.transport)
+        self.inner.data_received(data)
 
     def data_received(self, data: bytes) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -234,10 +251,10 @@ class _Connection(asyncio.Protocol):
                 self.header_deadline = asyncio.get_running_loop().call_later(
                     self.server.limits.read_header_timeout, self.close
                 )
-        if self.inner is None:
-            self.pending += data
+        if self.ready:
+            self._to_aiohttp(data)
         else:
-            self.inner.data_received(data)
+            self.pending += data
 
     def _refuse_headers(self) -> None:
         assert self.transport is not None
@@ -261,6 +278,8 @@ class _Connection(asyncio.Protocol):
             return
         self.closed = True
         self._clear_header_deadline()
+        if self.silence is not None:
+            self.silence.cancel()
         self.server.forget(self)
         if self.inner is not None:
             self.inner.connection_lost(exc)
