@@ -313,7 +313,7 @@ def test_probes_and_port(default_docs: list[Doc]) -> None:
     service = _one(default_docs, "Service")
     assert service["spec"]["ports"][0]["port"] == 10092
     assert service["spec"]["ports"][0]["targetPort"] == "http"
-    assert _config(default_docs)["server"] == {"listen_address": "0.0.0.0:10092"}
+    assert _config(default_docs)["server"]["listen_address"] == "0.0.0.0:10092"
 
 
 def test_token_only_in_the_secret_and_mounted_as_a_file(default_docs: list[Doc]) -> None:
@@ -497,6 +497,27 @@ def test_chart_config_defaults_are_the_exporter_defaults(default_docs: list[Doc]
     rendered = _config(default_docs)
     assert rendered["poll"]["lookback"] == "5m"
     assert parse_config({**rendered, "spaces": spaces}) == parse_config({"spaces": spaces})
+
+
+def test_server_limits_are_settable_and_the_listen_address_is_the_charts(
+    helm: str, chart: Path, render: Any, tmp_path: Path
+) -> None:
+    limits = {
+        "max_connections": 64,
+        "read_header_timeout": "5s",
+        "idle_timeout": "2m",
+        "max_header_bytes": 8192,
+    }
+    docs = render({"spaces": [{**SPACE, "apiToken": TOKEN}], "config": {"server": limits}})
+    rendered = _config(docs)
+    assert rendered["server"] == {**limits, "listen_address": "0.0.0.0:10092"}
+    spaces = [{"name": "p", "space": "x", "project_id": "a", "api_token": "t"}]
+    server = parse_config({**rendered, "spaces": spaces}).server_limits
+    assert (server.max_connections, server.read_header_timeout, server.idle_timeout) == (64, 5.0, 120.0)
+    assert server.max_header_bytes == 8192
+    moved = {"spaces": [{**SPACE, "apiToken": TOKEN}], "config": {"server": {"listen_address": ":9"}}}
+    proc = _template(helm, chart, _values_file(tmp_path, moved))
+    assert proc.returncode != 0 and "listen_address" in proc.stderr, proc.stderr
 
 
 # --- web config (--web.config.file) --------------------------------------------------------------

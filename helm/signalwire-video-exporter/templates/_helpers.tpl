@@ -239,7 +239,9 @@ Call with (dict "probe" .Values.livenessProbe "context" $).
 {{- $_ := unset $state "path" }}
 {{- end }}
 {{- $_ := set $cfg "state" $state }}
-{{- $_ := set $cfg "server" (dict "listen_address" "0.0.0.0:10092") }}
+{{- $server := deepCopy (default dict (index $cfg "server")) }}
+{{- $_ := set $server "listen_address" "0.0.0.0:10092" }}
+{{- $_ := set $cfg "server" $server }}
 {{- $_ := set $cfg "spaces" $spaces }}
 {{- toYaml $cfg }}
 {{- end }}
