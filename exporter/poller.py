@@ -69,6 +69,7 @@ class SpacePoller:
         previous = self.snapshots.current[self.space.name]
         try:
             observation = self._observe(started_wall, started + self.config.poll.interval)
+            accounting, activity = apply(self.accounting, observation, self.settings)
         except ApiError as exc:
             log.warning("space %s: poll failed (%s): %s", self.space.name, exc.reason, exc)
             self._publish_failure(previous, exc.reason)
@@ -77,7 +78,6 @@ class SpacePoller:
             log.exception("space %s: poll failed unexpectedly", self.space.name)
             self._publish_failure(previous, "internal_error")
             return False
-        accounting, activity = apply(self.accounting, observation, self.settings)
         if self.state is not None:
             try:  # saved before it is published: after a restart no counter can go back
                 self.state.save(self.space.name, accounting)

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from exporter import poller as poller_module
 from exporter.collector import SessionCollector
 from exporter.config import Config
 from exporter.poller import SpacePoller
@@ -273,6 +274,24 @@ def test_an_unexpected_exception_is_an_internal_error_not_the_apis_fault(sim: Fa
     assert exporter.value("signalwire_video_up") == 0
     assert exporter.value("signalwire_video_poll_errors_total", reason="internal_error") == 1
     assert exporter.value("signalwire_video_poll_errors_total", reason="invalid_response") == 0
+
+
+def test_a_bug_in_the_accounting_is_an_internal_error_too(
+    sim: FakeSpace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """apply() is part of the poll: its exception fails the poll, it does not end the poll loop."""
+    sim.add_session()
+    exporter = Exporter(sim)
+
+    def broken(*args: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(poller_module, "apply", broken)
+    assert not exporter.poll()
+    assert exporter.value("signalwire_video_poll_errors_total", reason="internal_error") == 1
+    monkeypatch.undo()
+    assert exporter.poll()
+    assert exporter.value("signalwire_video_up") == 1
 
 
 def test_long_session_ending_is_found_through_its_room_without_walking_back(sim: FakeSpace) -> None:
