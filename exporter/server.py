@@ -154,7 +154,9 @@ class _ClientErrors(logging.Filter):
         exc = record.exc_info[1] if record.exc_info else None
         if not isinstance(exc, HttpProcessingError):
             return True
-        reason = " ".join(str(exc.message).split())[:200]
+        # The kind of error only: aiohttp's message quotes the offending line, which may be an
+        # Authorization header.
+        reason = f"{type(exc).__name__} ({exc.code})"
         record.msg, record.args, record.exc_info = f"{record.getMessage()}: {reason}", None, None
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return log.isEnabledFor(logging.DEBUG)
@@ -353,10 +355,9 @@ class MetricsServer:
             loop=self._loop,
             logger=_aiohttp_log,
             access_log=None,
-            keepalive_timeout=self.limits.idle_timeout,  # also closes a connection that never sends
+            keepalive_timeout=self.limits.idle_timeout,  # between requests; before the first: silence
             max_line_size=self.limits.max_header_bytes,  # the total is capped by _Connection
             max_field_size=self.limits.max_header_bytes,
-            max_headers=self.limits.max_header_bytes,
         )
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
 
@@ -439,9 +440,14 @@ class MetricsServer:
             raise ConnectionResetError("the connection closed before its request was answered")
         connection.answering(True)
         try:
-            return await self._loop.run_in_executor(
+            response = await self._loop.run_in_executor(
                 self._executor, _call, self.app, _environ(request, self._scheme)
             )
+            # Written here, not after returning (aiohttp would): until the answer is out, the
+            # connection is answering and cannot be closed to make room for a new one.
+            await response.prepare(request)
+            await response.write_eof()
+            return response
         finally:
             connection.answering(False)
 
