@@ -102,10 +102,10 @@ def test_a_retry_cut_short_by_the_poll_deadline_fails_with_the_error_it_retried(
 
     with RawServer(busy_then_hanging) as server:
         client = _client(server.base_url, timeout=5.0)
-        error, took = _fails(client, seconds=1.5)
-    assert error.reason == "server_error"  # not "timeout": the retry had 0.5 s, not poll.timeout
+        error, took = _fails(client, seconds=3.0)  # room for the retry even on a busy machine
+    assert error.reason == "server_error"  # not "timeout": the retry had ~2 s, not poll.timeout
     assert "ran out of the poll interval" in str(error)
-    assert took < 1.5 + MARGIN
+    assert took < 3.0 + MARGIN
     assert client.observe.counts == {("list", "503"): 1, ("list", "error"): 1}
 
 
