@@ -128,16 +128,22 @@ class ApiClient:
         self._http.close()
 
     def list_sessions(
-        self, status: str, deadline: float, room_id: str | None = None, room_name: str | None = None
+        self,
+        status: str,
+        deadline: float,
+        room_id: str | None = None,
+        room_name: str | None = None,
+        page_size: int | None = None,
     ) -> Iterator[tuple[list[RoomSession], list[str | None]]]:
         """Yield (sessions, ids of malformed records) for every page of the listing with ``status``.
 
-        ``room_id`` or ``room_name`` narrow the listing to one room (over the configured filters).
+        ``room_id`` or ``room_name`` narrow the listing to one room (over the configured filters);
+        ``page_size`` defaults to ``poll.page_size``.
         """
         f = self.space.filters
         params = {
             "status": status,
-            "page_size": str(self.poll.page_size),
+            "page_size": str(page_size or self.poll.page_size),
             "room_id": room_id or f.room_id,
             "room_name": room_name or f.room_name,
             "room_name_matches": f.room_name_matches,

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 
 from . import BUILD_LABELS, build_info
 from .snapshot import (
+    DEFERRED_WORK,
     ENDPOINTS,
     KEYS,
     OTHER_ROOM,
@@ -148,6 +149,11 @@ class SessionCollector(Collector):
             labels=["space", "endpoint"],
         )
         errors = CounterMetricFamily(P + "poll_errors", "Failed polls by reason.", labels=["space", "reason"])
+        deferred = CounterMetricFamily(
+            P + "poll_deferred",
+            "Work items a poll left to the next one for lack of request budget (poll.max_requests).",
+            labels=["space", "work"],
+        )
         skipped = CounterMetricFamily(
             P + "sessions_skipped",
             "Session records left out of the counters, by reason.",
@@ -165,6 +171,8 @@ class SessionCollector(Collector):
                 latency.add_metric([s.name, endpoint], _buckets(REQUEST_BUCKETS, hist), hist.total)
             for reason in POLL_ERROR_REASONS:
                 errors.add_metric([s.name, reason], s.poll_errors.get(reason, 0))
+            for work in DEFERRED_WORK:
+                deferred.add_metric([s.name, work], s.deferred.get(work, 0))
             for reason in SKIP_REASONS:
                 skipped.add_metric([s.name, reason], s.totals.skipped.get(reason, 0))
-        yield from (up, success, duration, requests, latency, errors, skipped)
+        yield from (up, success, duration, requests, latency, errors, deferred, skipped)

@@ -17,6 +17,7 @@ from dataclasses import replace
 
 from .api import ApiClient, ApiError
 from .config import Config, SpaceConfig
+from .economy import ROOM_PAGE_SIZE, Budget, density, read_on
 from .models import COMPLETED, IN_PROGRESS, InvalidResponse, RoomSession
 from .snapshot import Requests, Snapshots, SpaceSnapshot, request_code
 from .state import Accounting, Live, Observation, Settings, apply, summarize
@@ -52,6 +53,9 @@ class SpacePoller:
             max_backfill=config.max_backfill,
         )
         self._order_warned = False
+        self.budget = Budget(config.poll.max_requests)  # renewed by every poll
+        self.deferred: dict[str, int] = {}  # work left to later polls, by kind (published counters)
+        self._deferring = False
 
     def run(self) -> None:
         """Poll every ``interval`` (measured from each poll's start) until ``stop`` is set."""
@@ -68,7 +72,7 @@ class SpacePoller:
         started_wall, started = self.clock(), time.monotonic()
         previous = self.snapshots.current[self.space.name]
         try:
-            observation = self._observe(started_wall, started + self.config.poll.interval)
+            observation, deferred = self._observe(started_wall, started + self.config.poll.interval)
             accounting, activity = apply(self.accounting, observation, self.settings)
         except ApiError as exc:
             log.warning("space %s: poll failed (%s): %s", self.space.name, exc.reason, exc)
@@ -86,6 +90,7 @@ class SpacePoller:
                 self._publish_failure(previous, "state_write")
                 return False
         self._log_backfill_skips(accounting)
+        self._note_deferred(deferred)
         self.accounting = accounting
         duration = time.monotonic() - started
         self.snapshots.publish(
@@ -98,6 +103,7 @@ class SpacePoller:
                 activity=activity,
                 totals=self.accounting.totals,
                 requests=self.requests,
+                deferred=self.deferred,
             )
         )
         log.debug("space %s: poll done in %.3fs", self.space.name, duration)
@@ -105,6 +111,24 @@ class SpacePoller:
 
     def _observe_request(self, endpoint: str, status: int | None, seconds: float) -> None:
         self.requests = self.requests.observe(endpoint, request_code(status), seconds)
+        self.budget.spend()
+
+    def _note_deferred(self, count: int) -> None:
+        """Count sessions left for a later poll; log when that starts and when it stops."""
+        if count:
+            self.deferred = {**self.deferred, "completions": self.deferred.get("completions", 0) + count}
+        if bool(count) != self._deferring:
+            self._deferring = bool(count)
+            if count:
+                log.warning(
+                    "space %s: poll.max_requests (%d) reached; %d vanished session(s) are looked up by "
+                    "later polls (signalwire_video_poll_deferred_total)",
+                    self.space.name,
+                    self.config.poll.max_requests,
+                    count,
+                )
+            else:
+                log.info("space %s: deferred lookups caught up", self.space.name)
 
     def _log_backfill_skips(self, accounting: Accounting) -> None:
         skipped = accounting.totals.skipped.get("backfill_limit", 0)
@@ -129,37 +153,38 @@ class SpacePoller:
         deadline: float,
         until: float,
         malformed: list[tuple[str | None, str]],
-        room_of: RoomSession | None = None,
-        wanted: str | None = None,
-        follow: Mapping[str, float] | None = None,
+        missing: Mapping[str, float],
+        floor: float,
     ) -> dict[str, RoomSession]:
-        """Completed sessions, newest first, until one created before ``until`` (or ``wanted``).
-
-        With ``room_of``, only that session's room: by ``room_id``, else by room name. Past
-        ``until`` the walk goes on while each page holds some of ``follow`` (vanished tracked
-        sessions: id -> created) and some of them lie further back: a page costs one request,
-        each session it finds would otherwise cost two (GET, then its room's listing).
-        """
+        """Completed sessions, newest first, back to one created before ``until``, and on from there
+        while reading on is cheaper than looking up the ``missing`` ones (id -> created) it would
+        reach (see :mod:`.economy`); not past ``floor``, never past the budget."""
         completed: dict[str, RoomSession] = {}
-        if room_of is not None and not (room_of.room_id or room_of.name):
-            return completed
-        room = (room_of.room_id, None if room_of.room_id else room_of.name) if room_of else (None, None)
-        follow = follow or {}
         newest_first, previous_created = True, float("inf")
-        for sessions, bad in self.client.list_sessions(COMPLETED, deadline, *room):
+        newer: float | None = None  # creation time of the last record of the previous page
+        for sessions, bad in self.client.list_sessions(COMPLETED, deadline):
             malformed.extend((sid, COMPLETED) for sid in bad)
-            found = False
             for s in sessions:
                 completed[s.id] = s
-                found = found or s.id in follow
                 newest_first = newest_first and s.created_ts <= previous_created
                 previous_created = s.created_ts
-            if wanted in completed:
-                break
-            if newest_first and sessions and sessions[-1].created_ts < until:
-                oldest = sessions[-1].created_ts
-                if not (found and any(c < oldest for sid, c in follow.items() if sid not in completed)):
-                    break  # newest-first order verified so far: the rest is older than needed
+            if not (newest_first and sessions):
+                continue  # not ordered as documented: every page is read (bounded by max_pages)
+            oldest = sessions[-1].created_ts
+            if oldest < until:
+                targets = sorted(
+                    (
+                        (created, self.accounting.room_ids.get(sid))
+                        for sid, created in missing.items()
+                        if floor <= created < oldest and sid not in completed
+                    ),
+                    reverse=True,
+                )
+                rate = density([s.created_ts for s in sessions], newer)
+                page_size = self.config.poll.page_size
+                if not read_on(targets, oldest, rate, page_size, self.budget.left()):
+                    break
+            newer = oldest
         if not newest_first and not self._order_warned:
             self._order_warned = True
             log.warning(
@@ -169,7 +194,87 @@ class SpacePoller:
             )
         return completed
 
-    def _observe(self, started: float, deadline: float) -> Observation:
+    def _walk_room(
+        self,
+        deadline: float,
+        room: tuple[str | None, str | None],
+        wanted: Mapping[str, float],
+        malformed: list[tuple[str | None, str]],
+    ) -> tuple[dict[str, RoomSession], bool]:
+        """The ``wanted`` sessions (id -> created) found in one room's completed listing, by
+        (room id, else room name); and whether the listing was read far enough to tell (False:
+        the budget ran out first)."""
+        found: dict[str, RoomSession] = {}
+        oldest_wanted = min(wanted.values())
+        newest_first, previous_created = True, float("inf")
+        pages = self.client.list_sessions(COMPLETED, deadline, *room, page_size=ROOM_PAGE_SIZE)
+        for sessions, bad in pages:
+            malformed.extend((sid, COMPLETED) for sid in bad)
+            for s in sessions:
+                if s.id in wanted:
+                    found[s.id] = s
+                newest_first = newest_first and s.created_ts <= previous_created
+                previous_created = s.created_ts
+            if len(found) == len(wanted) or (newest_first and sessions and previous_created < oldest_wanted):
+                return found, True
+            if self.budget.left() <= 0:
+                return found, False
+        return found, True
+
+    def _look_up(
+        self,
+        missing: Mapping[str, float],
+        deadline: float,
+        completed: dict[str, RoomSession],
+        malformed: list[tuple[str | None, str]],
+    ) -> tuple[dict[str, RoomSession | None], list[str]]:
+        """Find the ``missing`` sessions (id -> created), oldest first, while the budget lasts:
+        one room listing per room (rooms known from the in-progress listing), ``GET`` for the
+        rest. Adds what it finds to ``completed``; returns what ``GET`` said (None: no such
+        session) and the ids left for a later poll."""
+        by_room: dict[str, dict[str, float]] = {}
+        by_id: list[str] = []
+        for sid in sorted(missing, key=lambda sid: (missing[sid], sid)):
+            room_id = self.accounting.room_ids.get(sid)
+            if room_id is None:
+                by_id.append(sid)
+            else:
+                by_room.setdefault(room_id, {})[sid] = missing[sid]
+        pending: list[str] = []
+        roomed: set[str] = set()  # ids whose room listing was read
+        for room_id, wanted in by_room.items():
+            if self.budget.left() <= 0:
+                pending.extend(wanted)
+                continue
+            found, complete = self._walk_room(deadline, (room_id, None), wanted, malformed)
+            completed.update(found)
+            rest = [sid for sid in wanted if sid not in found]
+            (by_id if complete else pending).extend(rest)
+            roomed.update(rest)
+        fetched: dict[str, RoomSession | None] = {}
+        for sid in by_id:
+            if self.budget.left() <= 0:
+                pending.append(sid)
+                continue
+            try:
+                session = self.client.get_session(sid, deadline)
+            except InvalidResponse:  # one bad record, not a bad poll
+                malformed.append((sid, COMPLETED))
+                continue
+            if session and session.is_completed and session.cost_in_dollars is None and sid not in roomed:
+                # GET has no cost: find the session in its room's completed listing
+                room = (session.room_id, None if session.room_id else session.name)
+                if (room[0] or room[1]) and self.budget.left() > 0:
+                    found, _ = self._walk_room(deadline, room, {sid: session.created_ts}, malformed)
+                    if sid in found:
+                        completed[sid] = found[sid]
+                        continue
+            fetched[sid] = session
+        return fetched, pending
+
+    def _observe(self, started: float, deadline: float) -> tuple[Observation, int]:
+        """One poll's reads; also returns how many vanished sessions it left for a later poll."""
+        self.budget = Budget(self.config.poll.max_requests)
         malformed: list[tuple[str | None, str]] = []
         in_progress: dict[str, Live] = {}
         for sessions, bad in self.client.list_sessions(IN_PROGRESS, deadline):  # one page held at a time
@@ -181,27 +286,12 @@ class SpacePoller:
         vanished = {
             sid: c for sid, c in acc.tracked.items() if sid not in in_progress and sid not in undecodable
         }
-        # Read back to the horizon, but not past the backfill limit (plus lookback), so that a
-        # poll after a long outage still fits its interval; further only while pages keep
-        # finding vanished sessions. One the walk does not reach (a long session) is looked up
-        # by id, then in its room's listing, below.
+        # Read back to the horizon, then on while that is cheaper than lookups, but not past the
+        # backfill limit (plus lookback): a poll after a long outage still fits its interval.
         lookback = self.config.poll.lookback
         floor = started - self.settings.max_backfill - lookback
-        follow = {sid: created for sid, created in vanished.items() if created >= floor}
-        completed = self._walk(deadline, max(floor, acc.horizon(lookback)), malformed, follow=follow)
-
-        fetched: dict[str, RoomSession | None] = {}
-        for sid in vanished.keys() - completed.keys():
-            try:
-                session = self.client.get_session(sid, deadline)
-            except InvalidResponse:  # one bad record, not a bad poll
-                malformed.append((sid, COMPLETED))
-                continue
-            if session and session.is_completed and session.cost_in_dollars is None:
-                # GET has no cost: find the session in its room's completed listing
-                in_room = self._walk(deadline, session.created_ts, malformed, session, sid)
-                if sid in in_room:
-                    completed[sid] = in_room[sid]
-                    continue
-            fetched[sid] = session
-        return Observation(started, in_progress, completed.values(), fetched, malformed)
+        completed = self._walk(deadline, max(floor, acc.horizon(lookback)), malformed, vanished, floor)
+        missing = {sid: c for sid, c in vanished.items() if sid not in completed}
+        fetched, pending = self._look_up(missing, deadline, completed, malformed)
+        observation = Observation(started, in_progress, completed.values(), fetched, malformed, pending)
+        return observation, len(pending)

@@ -45,6 +45,8 @@ SKIP_REASONS = (
     "missing_duration",
 )
 ENDPOINTS = ("list", "get")
+# Work a poll leaves to the next one when ``poll.max_requests`` runs out (docs/counting.md).
+DEFERRED_WORK = ("completions",)
 # HTTP statuses of API responses as `code` label values: the ones the API documents, 429 and
 # the 5xx a proxy answers with; any other status is "other", a transport failure "error".
 RESPONSE_CODES = ("200", "400", "401", "403", "404", "422", "429", "500", "502", "503", "504")
@@ -130,6 +132,7 @@ class SpaceSnapshot:
     activity: Activity = field(default_factory=Activity)
     totals: Totals = field(default_factory=Totals)
     poll_errors: Mapping[str, int] = field(default_factory=dict)
+    deferred: Mapping[str, int] = field(default_factory=dict)  # work items left to a later poll
     requests: Requests = field(default_factory=Requests)
 
 

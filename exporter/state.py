@@ -38,6 +38,7 @@ class Live(msgspec.Struct, frozen=True, gc=False):
     max_members: int
     start: float | None
     room: str | None  # room name; None without per-room metrics
+    room_id: str | None  # where its completed record is looked up when it vanishes
 
 
 def summarize(sessions: Iterable[RoomSession], rooms_enabled: bool) -> dict[str, Live]:
@@ -47,7 +48,8 @@ def summarize(sessions: Iterable[RoomSession], rooms_enabled: bool) -> dict[str,
 
 def _live(s: RoomSession, rooms_enabled: bool) -> Live:
     key = None if s.invalid_reason() else _SHARED_KEYS[s.quality_label, s.fps_label]
-    return Live(s.created_ts, key, s.max_members or 0, s.start_ts, s.name if rooms_enabled else None)
+    room = s.name if rooms_enabled else None
+    return Live(s.created_ts, key, s.max_members or 0, s.start_ts, room, s.room_id)
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Accounting:
     counting_start: float
     last_success: float | None = None  # start (epoch) of the last successful poll
     tracked: Mapping[str, float] = field(default_factory=dict)  # in progress: id -> created
+    room_ids: Mapping[str, str] = field(default_factory=dict)  # tracked id -> room id, if it has one
     counted: Mapping[str, float] = field(default_factory=dict)  # dedupe memory: id -> ended
     rooms: tuple[str, ...] = ()  # room label slots, first come first served, never reassigned
     totals: Totals = field(default_factory=Totals)
@@ -91,6 +94,8 @@ class Observation:
     it too, or until it ended before the horizon (then it counts with cost 0, noted as
     ``missing_cost``).
     ``in_progress`` is the in-progress listing, by id (see :func:`summarize`).
+    ``pending`` holds tracked sessions that vanished from it but that the poll had no request
+    budget left to look up: they stay tracked, for a later poll.
     ``malformed`` lists (id or None, listing status) of records that could not be decoded.
     """
 
@@ -99,6 +104,7 @@ class Observation:
     completed: Iterable[RoomSession]
     fetched: Mapping[str, RoomSession | None] = field(default_factory=dict)
     malformed: Iterable[tuple[str | None, str]] = ()
+    pending: Iterable[str] = ()
 
 
 def _add(mapping: dict[str, int], key: str, amount: int = 1) -> None:
@@ -200,13 +206,17 @@ def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accoun
 
     activity = _activity(active, work, settings)
     tracked = {sid: live.created for sid, live in active.items()}  # not merged into a new dict:
-    for extra in (deferred, tracked_malformed):  # copying 100k entries holds the GIL for ms
-        for sid, created in extra.items():
+    room_ids = {sid: live.room_id for sid, live in active.items() if live.room_id is not None}
+    for extra in (deferred, tracked_malformed, {sid: acc.tracked[sid] for sid in obs.pending}):
+        for sid, created in extra.items():  # not merged: copying 100k entries holds the GIL for ms
             tracked.setdefault(sid, created)
+            if sid not in active and sid in acc.room_ids:
+                room_ids[sid] = acc.room_ids[sid]
     new = replace(
         acc,
         last_success=obs.started,
         tracked=tracked,
+        room_ids=room_ids,
         rooms=tuple(work.rooms),
         totals=Totals(work.completed, work.cost, work.durations, work.room_cost, work.skipped),
     )

@@ -50,6 +50,7 @@ class _Space(msgspec.Struct, forbid_unknown_fields=True):
     rooms: list[str]
     buckets: list[float]
     totals: _Totals
+    room_ids: dict[str, str] = msgspec.field(default_factory=dict)  # absent from older files
 
 
 class _File(msgspec.Struct, Generic[T], forbid_unknown_fields=True):
@@ -70,6 +71,7 @@ def _encode_space(acc: Accounting, buckets: tuple[float, ...]) -> _Space:
         tracked=dict(acc.tracked),
         counted=dict(acc.counted),
         rooms=list(acc.rooms),
+        room_ids=dict(acc.room_ids),
         buckets=list(buckets),
         totals=_Totals(
             completed=[(q, f, n) for (q, f), n in t.completed.items()],
@@ -99,6 +101,9 @@ def _read_space(name: str, raw: msgspec.Raw) -> _Space | None:
         entry = msgspec.json.decode(raw)
         if isinstance(entry, dict) and isinstance(entry.get("totals"), dict):
             entry["totals"] = {**entry["totals"], **_usable_counters(entry["totals"], name)}
+        rooms = entry.get("room_ids", {}) if isinstance(entry, dict) else {}
+        if not _is_valid(rooms, dict[str, str], name, "room_ids"):
+            del entry["room_ids"]  # costs only lookups: GET tells a vanished session's room
         return msgspec.convert(entry, _Space)
     except msgspec.DecodeError as exc:  # a ValidationError is a DecodeError too
         log.error("state file: the state of space %s is not valid (%s); it starts fresh", name, exc)
@@ -149,6 +154,7 @@ def _decode_space(space: _Space, buckets: tuple[float, ...], name: str) -> Accou
         counting_start=space.counting_start,
         last_success=space.last_success,
         tracked=space.tracked,
+        room_ids=space.room_ids,
         counted=space.counted,
         rooms=tuple(space.rooms),
         totals=Totals(

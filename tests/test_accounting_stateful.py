@@ -23,7 +23,8 @@ poller against the simulated API, the two bugs this machine found (both fixed).
 
 The observation is modelled on ``SpacePoller._observe`` (``walk_until = max(floor, horizon)``, floor
 = ``started - max_backfill - lookback``, further while pages find vanished sessions; those the walk
-misses go through GET and their room's listing): keep ``observe`` below in step with it.
+misses are looked up in their room's listing, else through GET, or, when the request budget runs
+out, left for a later poll): keep ``observe`` below in step with it.
 """
 
 from __future__ import annotations
@@ -263,8 +264,11 @@ class AccountingMachine(RuleBasedStateMachine):
         page_size: int = 1000,
         fail: str | None = None,
         cost: float = 1.0,
+        defer: int = 0,
     ) -> Observation:
-        """One poll, as SpacePoller._observe builds it; masks pick the sessions a listing misses."""
+        """One poll, as SpacePoller._observe builds it; masks pick the sessions a listing misses
+        and (``defer``) the vanished sessions the walk missed that are left for a later poll, as
+        when ``poll.max_requests`` runs out."""
         acc = self.acc
         live = self.live_ids()
         skipped_in_progress = {sid for i, sid in enumerate(live) if miss_in_progress >> i & 1}
@@ -299,8 +303,9 @@ class AccountingMachine(RuleBasedStateMachine):
             raise PollFailed
 
         fetched: dict[str, RoomSession | None] = {}
+        pending = [sid for i, sid in enumerate(sorted(vanished)) if sid not in completed and defer >> i & 1]
         for sid in vanished:
-            if sid not in completed:
+            if sid not in completed and sid not in pending:
                 session = self.sessions[sid]
                 if not session.deleted and not session.live:
                     # GET says completed but has no cost: the poller reads the session's room listing
@@ -312,13 +317,16 @@ class AccountingMachine(RuleBasedStateMachine):
         self.missed |= skipped_in_progress | skipped_completed
         self.listed_in_progress = in_progress  # the records behind the observation's summaries
         in_progress_summary = summarize(in_progress.values(), SETTINGS.rooms_enabled)
-        return Observation(started, in_progress_summary, list(completed.values()), fetched)
+        return Observation(started, in_progress_summary, list(completed.values()), fetched, pending=pending)
 
     def apply_and_check(self, obs: Observation) -> None:
         """Apply one observation; check exactly which sessions it counted and skipped."""
         old = self.acc
         new, activity = apply(old, obs, SETTINGS)
         self.polls += 1
+        assert set(obs.pending) <= new.tracked.keys(), "a session left for a later poll was forgotten"
+        if obs.pending:
+            event("lookups left for a later poll")
         started = obs.started
         listed = {s.id: s for s in obs.completed}
         old_horizon = old.horizon(LOOKBACK)
@@ -398,6 +406,7 @@ class AccountingMachine(RuleBasedStateMachine):
         page_size=st.integers(1, 5),
         fail=st.sampled_from([None, None, None, "in_progress", "completed", "get"]),
         cost=costs,
+        defer=masks,
     )
     def poll(
         self,
@@ -407,12 +416,14 @@ class AccountingMachine(RuleBasedStateMachine):
         page_size: int,
         fail: str | None,
         cost: float,
+        defer: int,
     ) -> None:
-        """A poll whose pages may shift under it; a failed one applies nothing."""
+        """A poll whose pages may shift under it, and which may leave lookups for a later poll;
+        a failed one applies nothing."""
         started = self.now + POLL_FRACTION
         try:
             obs = self.observe(
-                started, miss_in_progress, miss_completed, complete_during, page_size, fail, cost
+                started, miss_in_progress, miss_completed, complete_during, page_size, fail, cost, defer
             )
         except PollFailed:
             return

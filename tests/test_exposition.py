@@ -258,6 +258,7 @@ def _expected_series(space: str, buckets: tuple[float, ...]) -> set[tuple[str, f
         add("poll_errors_total", reason=reason)
     for reason in SKIP_REASONS:
         add("sessions_skipped_total", reason=reason)
+    add("poll_deferred_total", work="completions")
     return expected
 
 

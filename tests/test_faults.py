@@ -21,7 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter import BUILD_LABELS, api
 from exporter.api import ApiError
 from exporter.models import decode_page
-from exporter.snapshot import FPS_LABELS, POLL_ERROR_REASONS, QUALITY_LABELS, REQUEST_CODES, SKIP_REASONS
+from exporter.snapshot import (
+    DEFERRED_WORK,
+    FPS_LABELS,
+    POLL_ERROR_REASONS,
+    QUALITY_LABELS,
+    REQUEST_CODES,
+    SKIP_REASONS,
+)
 
 from .support.fake_api import FakeSpace
 from .test_api import _all, _client
@@ -343,7 +350,9 @@ def test_label_values_stay_bounded_and_escaped(sim: FakeSpace) -> None:
         "reason",
         "endpoint",
         "code",
+        "work",
         *BUILD_LABELS,
     }
     assert values["code"] <= set(REQUEST_CODES)
+    assert values["work"] <= set(DEFERRED_WORK)
     assert values["reason"] <= {*POLL_ERROR_REASONS, *SKIP_REASONS}

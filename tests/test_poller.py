@@ -171,7 +171,7 @@ def test_session_missing_from_a_shifted_listing_is_asked_for(sim: FakeSpace) -> 
     assert exporter.value("signalwire_video_room_sessions_active", **qf("720p", "30")) == 2
 
 
-def test_session_completed_only_visible_through_get_is_read_from_its_room(sim: FakeSpace) -> None:
+def test_vanished_session_is_looked_up_in_its_room_listing_without_get(sim: FakeSpace) -> None:
     now = time.time()
     a = sim.add_session(name="a", created_at=now - 20)
     newer = sim.add_session(name="newer", created_at=now - 10)
@@ -180,12 +180,54 @@ def test_session_completed_only_visible_through_get_is_read_from_its_room(sim: F
     sim.complete_session(a, cost_in_dollars=3.0)
     sim.complete_session(newer, cost_in_dollars=0.5)
     sim.next_link_hook = lambda link: None  # the completed listing shows only `newer`
+    before = len(sim.requests)
     assert exporter.poll()
-    assert _get_ids(sim) == [a]
-    room_lookup = sim.requests[-1]
+    assert _get_ids(sim) == []
+    made = sim.requests[before:]
+    assert len(made) == 3  # in-progress, completed, and one page of a's room
+    room_lookup = made[-1]
     assert room_lookup.query["status"] == "completed" and room_lookup.query["room_id"]
+    assert room_lookup.query["page_size"] == "10"
     assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 2
     assert exporter.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 3.5
+
+
+def test_vanished_sessions_of_one_room_cost_one_lookup(sim: FakeSpace) -> None:
+    now = time.time()
+    shared = [sim.add_session(name="shared", created_at=now - 60 + i) for i in range(3)]
+    exporter = Exporter(sim, page_size=1, lookback=5.0)
+    assert exporter.poll()
+    for sid in shared:
+        sim.complete_session(sid, cost_in_dollars=1.0)
+    sim.next_link_hook = lambda link: None  # the completed listing shows only its first page
+    before = len(sim.requests)
+    assert exporter.poll()
+    rooms = [r for r in sim.requests[before:] if "room_id" in r.query]
+    assert len(rooms) == 1 and _get_ids(sim) == []
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 3
+
+
+def test_lookups_past_the_request_budget_wait_for_later_polls_and_are_counted_once(sim: FakeSpace) -> None:
+    now = time.time()
+    long = [sim.add_session(name=f"long{i}", created_at=now - 7200 + i) for i in range(3)]
+    for i in range(5):  # completed since, before counting: pages between the horizon and `long`
+        done = sim.add_session(name=f"r{i}", created_at=now - 3600 + i)
+        sim.complete_session(done, cost_in_dollars=0.01, end_time=now - 1800)
+    exporter = Exporter(sim, page_size=1, lookback=5.0, max_requests=3)
+    assert exporter.poll()
+    for sid in long:
+        sim.complete_session(sid, cost_in_dollars=2.0)
+    deferred = []
+    for _ in range(3):  # in-progress + one completed page, then one lookup per poll
+        before = len(sim.requests)
+        assert exporter.poll()
+        assert len(sim.requests) - before == 3
+        deferred.append(exporter.value("signalwire_video_poll_deferred_total", work="completions"))
+    assert deferred == [2, 3, 3]
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 3
+    assert exporter.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 6.0
+    assert exporter.poll()
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 3
 
 
 def test_session_without_room_completed_only_visible_through_get_waits_for_its_cost(
@@ -309,7 +351,7 @@ def test_long_session_ending_is_found_through_its_room_without_walking_back(sim:
     assert exporter.poll()
     assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
     assert exporter.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 7.5
-    assert len(sim.requests) - before <= 6  # in-progress, a page or two of completed, GET, room page
+    assert len(sim.requests) - before <= 3  # in-progress, a page of completed, a page of its room
 
 
 def test_long_sessions_ending_in_order_are_found_by_the_walk_without_lookups(sim: FakeSpace) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,7 @@ SAMPLE = Accounting(
     counting_start=1_795_000_000.0,
     last_success=1_795_000_600.5,
     tracked={"a": 1_795_000_100.0},
+    room_ids={"a": "3f0c2b1e-6a57-4d4f-9a55-2f4d1c3b7e10"},
     counted={"b": 1_795_000_200.0, "c": 1_795_000_300.0},
     rooms=("standup", 'q"uote'),
     totals=Totals(
@@ -49,6 +51,17 @@ def test_round_trip_is_exact(tmp_path: Path) -> None:
     assert StateFile(str(path), DEFAULT_DURATION_BUCKETS).load(["prod"]) == {"prod": SAMPLE}
     assert json.loads(path.read_text())["version"] == 1
     assert not (tmp_path / "state.json.tmp").exists()
+
+
+def test_a_file_without_room_ids_is_read(tmp_path: Path) -> None:
+    """Files written before rooms were kept for lookups still resume every counter."""
+    path = tmp_path / "state.json"
+    StateFile(str(path), DEFAULT_DURATION_BUCKETS).save("prod", SAMPLE)
+    doc = json.loads(path.read_text())
+    del doc["spaces"]["prod"]["room_ids"]
+    path.write_text(json.dumps(doc))
+    loaded = StateFile(str(path), DEFAULT_DURATION_BUCKETS).load(["prod"])
+    assert loaded == {"prod": replace(SAMPLE, room_ids={})}
 
 
 def test_spaces_share_one_file_and_unconfigured_ones_are_dropped(tmp_path: Path) -> None:
@@ -100,6 +113,7 @@ def test_a_partly_bad_file_keeps_what_is_good(tmp_path: Path, caplog: pytest.Log
     a["cost"][1][2] = None  # what an infinite counter was written as
     a["completed"].append(["1080p", "20", 1.5])
     a["durations"][0][2] = [1, 2]  # bucket counts that do not match the buckets
+    doc["spaces"]["a"]["room_ids"] = {"a": 7}
     doc["spaces"]["b"]["tracked"] = "not a mapping"
     path.write_text(json.dumps(doc))
     with caplog.at_level(logging.ERROR):
@@ -113,11 +127,13 @@ def test_a_partly_bad_file_keeps_what_is_good(tmp_path: Path, caplog: pytest.Log
         room_cost=kept.room_cost,
     )
     assert (loaded["a"].tracked, loaded["a"].counted) == (SAMPLE.tracked, SAMPLE.counted)
+    assert loaded["a"].room_ids == {}
     assert not list(tmp_path.glob("state.json.corrupt-*"))
     for dropped in (
         "skipped['malformed'] -4",
         'cost ["other","unknown",null]',
         'completed ["1080p","20",1.5]',
+        'room_ids {"a":7}',
     ):
         assert f"space a: dropping {dropped} " in caplog.text
     assert "dropping the duration histogram of [('720p', '30')]" in caplog.text
