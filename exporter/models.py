@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from .snapshot import FPS_VALUES, OTHER, QUALITIES, UNKNOWN
+from .snapshot import FPS_VALUES, KEYS, OTHER, QUALITIES, UNKNOWN, Key
 
 IN_PROGRESS, COMPLETED = "in-progress", "completed"
 # The sane range of a record's numbers; outside it (or not finite) the record is not counted.
@@ -20,6 +20,16 @@ IN_PROGRESS, COMPLETED = "in-progress", "completed"
 MAX_COST = 1_000_000.0  # dollars per session
 MAX_DURATION = 365 * 86400.0  # seconds: a year (31,536,000 s)
 MAX_MEMBERS = 1_000_000  # per session; keeps the summed gauge exact as a float
+
+
+_SHARED = {key: key for key in KEYS}  # one tuple per label pair, not one per session
+# (quality, fps) as the API sends them -> their label pair: one lookup for the usual values
+_LABELS: dict[tuple[str | float | None, ...], Key] = {
+    (q, f): key
+    for key in KEYS
+    for q in ((key[0],) if key[0] in QUALITIES else (None,) if key[0] == UNKNOWN else ())
+    for f in ((key[1], float(key[1])) if key[1] in FPS_VALUES else (None,) if key[1] == UNKNOWN else ())
+}
 
 
 def _epoch(value: datetime | None) -> float | None:
@@ -73,6 +83,11 @@ class RoomSession(msgspec.Struct, frozen=True, gc=False):
         return text if text in FPS_VALUES else OTHER
 
     @property
+    def labels(self) -> Key:
+        """(``quality_label``, ``fps_label``), one shared tuple per pair."""
+        return _LABELS.get((self.quality, self.fps)) or _SHARED[self.quality_label, self.fps_label]
+
+    @property
     def created_ts(self) -> float:
         """``created_at`` in epoch seconds."""
         return _epoch(self.created_at) or 0.0
@@ -90,21 +105,23 @@ class RoomSession(msgspec.Struct, frozen=True, gc=False):
     @property
     def duration_seconds(self) -> float | None:
         """``duration``, or end minus start when the API left it null."""
-        if self.duration is not None:
+        if self.duration is not None or self.end_time is None:
             return self.duration
         start, end = self.start_ts, _epoch(self.end_time)
         return end - start if start is not None and end is not None else None
 
     def invalid_reason(self) -> str | None:
         """Why the numbers of this record cannot be counted, or None when they can."""
-        end = _epoch(self.end_time)
-        if end is not None and (start := self.start_ts) is not None and end < start:
-            return "invalid_times"
+        duration = self.duration  # what duration_seconds is, without an end time
+        if self.end_time is not None:
+            start, end = self.start_ts, _epoch(self.end_time)
+            if start is not None and end is not None and end < start:
+                return "invalid_times"
+            duration = self.duration_seconds
         # A comparison with NaN is false, so NaN fails each range check below, like infinities.
         cost = self.cost_in_dollars
         if cost is not None and not 0 <= cost <= MAX_COST:
             return "invalid_cost"
-        duration = self.duration_seconds
         if duration is not None and not 0 <= duration <= MAX_DURATION:
             return "invalid_duration"
         if self.max_members is not None and not 0 <= self.max_members <= MAX_MEMBERS:

@@ -22,10 +22,9 @@ from dataclasses import dataclass, field, replace
 import msgspec
 
 from .models import COMPLETED, RoomSession
-from .snapshot import KEYS, OTHER_ROOM, Activity, Histogram, Key, Totals
+from .snapshot import OTHER_ROOM, Activity, Histogram, Key, Totals
 
 TIMESTAMP_RESOLUTION = 1.0  # API timestamps carry whole seconds
-_SHARED_KEYS = {key: key for key in KEYS}  # one tuple per key instead of one per session
 
 
 class Live(msgspec.Struct, frozen=True, gc=False):
@@ -47,7 +46,7 @@ def summarize(sessions: Iterable[RoomSession], rooms_enabled: bool) -> dict[str,
 
 
 def _live(s: RoomSession, rooms_enabled: bool) -> Live:
-    key = None if s.invalid_reason() else _SHARED_KEYS[s.quality_label, s.fps_label]
+    key = None if s.invalid_reason() else s.labels
     room = s.name if rooms_enabled else None
     return Live(s.created_ts, key, s.max_members or 0, s.start_ts, room, s.room_id)
 
@@ -149,7 +148,7 @@ class _Pass:
         if reason:
             _add(self.skipped, reason)
             return
-        key = (session.quality_label, session.fps_label)
+        key = session.labels
         cost = session.cost_in_dollars
         if cost is None:  # only from GET, after the listing failed to show it for a lookback
             _add(self.skipped, "missing_cost")
