@@ -5,6 +5,7 @@ template replaces."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -23,19 +24,19 @@ UNIT_TESTS = sorted((ROOT / "tests" / "rules").glob("*.yaml"))
 RUNBOOKS = ROOT / "docs" / "alerts.md"
 RUNBOOK_BASE = yaml.safe_load((CHART / "values.yaml").read_text())["prometheusRule"]["runbookBaseUrl"]
 
-# alert -> literal in its expr that templates/prometheusrule.yaml replaces with a chart value
-TEMPLATE_LITERALS = {
-    "SignalWireVideoExporterDown": 'job="signalwire-video-exporter"',
-    "SignalWireVideoTargetMissing": 'job="signalwire-video-exporter"',
-    "SignalWireVideoDataStale": " > 300",
-    "SignalWireVideoLongSession": " > 14400",
-    "SignalWireVideoCostPerHourHigh": " > 10",
-}
-# alert -> the threshold as its description states it, replaced by the same chart value
-DESCRIPTION_LITERALS = {
-    "SignalWireVideoDataStale": "more than 300 s",
-    "SignalWireVideoLongSession": "more than 14400 s",
-    "SignalWireVideoCostPerHourHigh": "more than $10",
+# the matcher templates/prometheusrule.yaml replaces with prometheusRule.jobLabel, and the alerts that have it
+JOB_LITERAL = 'job="signalwire-video-exporter"'
+JOB_ALERTS = {"SignalWireVideoExporterDown", "SignalWireVideoTargetMissing"}
+# alert -> (literal in its expr, the same default as its description states it, the key under
+# prometheusRule.thresholds that replaces both): a threshold " > N" or a window "[N]"
+THRESHOLDS = {
+    "SignalWireVideoDataStale": [(" > 300", "more than 300 s", "staleSeconds")],
+    "SignalWireVideoLongSession": [(" > 14400", "more than 14400 s", "longSessionSeconds")],
+    "SignalWireVideoCostPerHourHigh": [(" > 10", "more than $10", "costPerHourDollars")],
+    "SignalWireVideoRoomsAtCapacity": [
+        (" > 5", "more than 5%", "atCapacityPercent"),
+        ("[1h]", "in the last 1h", "atCapacityWindow"),
+    ],
 }
 REQUIRED_ALERTS = {
     "SignalWireVideoExporterDown",
@@ -45,6 +46,7 @@ REQUIRED_ALERTS = {
     "SignalWireVideoDataStale",
     "SignalWireVideoLongSession",
     "SignalWireVideoCostPerHourHigh",
+    "SignalWireVideoRoomsAtCapacity",
 }
 
 
@@ -118,32 +120,61 @@ def test_every_runbook_url_points_at_a_heading_of_docs_alerts_md() -> None:
         assert fragment in headings, f"docs/alerts.md has no heading #{fragment} ({rule['alert']})"
 
 
+def _default(literal: str) -> str:
+    """The default value in an expr literal: "300" of " > 300", "1h" of "[1h]"."""
+    return literal.strip(" >[]")
+
+
 def test_descriptions_state_the_thresholds_the_chart_replaces() -> None:
-    """Each such description states, once, the number its expr compares against."""
+    """Each such description states, once, the number or window its expr uses."""
     descriptions = {rule["alert"]: rule["annotations"]["description"] for rule in _rules()}
-    for alert, literal in DESCRIPTION_LITERALS.items():
-        assert descriptions[alert].count(literal) == 1, alert
-        assert TEMPLATE_LITERALS[alert].split()[-1] in literal
+    for alert, literals in THRESHOLDS.items():
+        for expr_literal, description_literal, _key in literals:
+            assert descriptions[alert].count(description_literal) == 1, alert
+            assert _default(expr_literal) in description_literal
 
 
 def test_job_is_only_named_where_the_target_itself_is_checked() -> None:
     for rule in _rules():
-        has_job = "job=" in rule["expr"]
-        assert has_job == (TEMPLATE_LITERALS.get(rule["alert"]) == 'job="signalwire-video-exporter"'), rule
+        assert ("job=" in rule["expr"]) == (rule["alert"] in JOB_ALERTS), rule
+        assert rule["expr"].count(JOB_LITERAL) == (rule["alert"] in JOB_ALERTS), rule
 
 
-def test_template_literals_are_in_the_rules_and_the_template() -> None:
-    """The chart replaces these literals per alert: each must occur exactly once in that alert's expr."""
+def test_template_literals_are_in_the_rules_the_template_and_the_chart_values() -> None:
+    """The chart replaces these literals per alert: a threshold occurs exactly once in that alert's
+    expr, a window is every range of it; the template's entry and the chart's default agree."""
     exprs = {rule["alert"]: rule["expr"] for rule in _rules()}
     template = TEMPLATE.read_text()
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())["prometheusRule"]["thresholds"]
     assert 'replace "job=\\"signalwire-video-exporter\\""' in template
-    for alert, literal in TEMPLATE_LITERALS.items():
-        assert exprs[alert].count(literal) == 1, (alert, literal)
-        if alert in DESCRIPTION_LITERALS:  # "<alert>" (list <default> <chart value> "<description format>")
-            default = literal.split()[-1]
-            (line,) = [line for line in template.splitlines() if f'"{alert}" (list {default} ' in line]
-            description_format = DESCRIPTION_LITERALS[alert].replace(default, "%v")
-            assert line.rstrip(" }").endswith(f'"{description_format}")'), line
+    assert defaults.keys() == {key for literals in THRESHOLDS.values() for _, _, key in literals}
+    for alert, literals in THRESHOLDS.items():
+        for expr_literal, description_literal, key in literals:
+            default = _default(expr_literal)
+            if expr_literal.startswith("["):
+                assert set(re.findall(r"\[[^\]]*\]", exprs[alert])) == {expr_literal}, alert
+                default_in_template = f'"{default}"'
+            else:
+                assert exprs[alert].count(expr_literal) == 1, (alert, expr_literal)
+                default_in_template = default
+            # (list "<expr format>" <default> (get $th "<key>" | default <default>) "<description format>")
+            entry = (
+                f'(list "{expr_literal.replace(default, "%v")}" {default_in_template} '
+                f'(get $th "{key}" | default {default_in_template}) '
+                f'"{description_literal.replace("%", "%%").replace(default, "%v")}")'
+            )
+            assert entry in template, entry
+            assert str(defaults[key]) == default, key
+
+
+# chart values for the render test, each different from its default
+CHART_THRESHOLDS = {
+    "staleSeconds": 600,
+    "longSessionSeconds": 7200,
+    "costPerHourDollars": 2.5,
+    "atCapacityPercent": 12.5,
+    "atCapacityWindow": "3h",
+}
 
 
 def test_helm_template_renders_values(helm: str, tmp_path: Path) -> None:
@@ -158,11 +189,7 @@ def test_helm_template_renders_values(helm: str, tmp_path: Path) -> None:
                     "jobLabel": "my-job",
                     "namespace": "monitoring",
                     "additionalLabels": {"release": "kube-prometheus-stack"},
-                    "thresholds": {
-                        "staleSeconds": 600,
-                        "longSessionSeconds": 7200,
-                        "costPerHourDollars": 2.5,
-                    },
+                    "thresholds": CHART_THRESHOLDS,
                     "forDurations": {"SignalWireVideoDataStale": "7m"},
                     "runbookBaseUrl": "https://wiki.example.com/runbooks/swv/",
                 },
@@ -192,18 +219,21 @@ def test_helm_template_renders_values(helm: str, tmp_path: Path) -> None:
     assert rules.keys() == {r["alert"] for r in _rules()}
     assert rules["SignalWireVideoTargetMissing"]["expr"] == 'absent(up{job="my-job"})'
     assert rules["SignalWireVideoDataStale"]["for"] == "7m"
-    for alert, old, new in [
-        ("SignalWireVideoDataStale", "300 s", "600 s"),
-        ("SignalWireVideoLongSession", "14400 s", "7200 s"),
-        ("SignalWireVideoCostPerHourHigh", "$10", "$2.5"),
-    ]:
+    for alert, literals in THRESHOLDS.items():
         (source,) = [r for r in _rules() if r["alert"] == alert]
-        threshold = " > " + new.strip("$ s")
-        assert rules[alert]["expr"] == source["expr"].replace(TEMPLATE_LITERALS[alert], threshold)
-        description = source["annotations"]["description"].replace(f"more than {old}", f"more than {new}")
+        expr, description = source["expr"], source["annotations"]["description"]
+        for expr_literal, description_literal, key in literals:
+            default, value = _default(expr_literal), str(CHART_THRESHOLDS[key])
+            expr = expr.replace(expr_literal, expr_literal.replace(default, value))
+            description = description.replace(
+                description_literal, description_literal.replace(default, value)
+            )
+        assert rules[alert]["expr"] == expr != source["expr"]
         assert (
             rules[alert]["annotations"]["description"] == description != source["annotations"]["description"]
         )
+    assert "more than 12.5%" in rules["SignalWireVideoRoomsAtCapacity"]["annotations"]["description"]
+    assert "[3h]" in rules["SignalWireVideoRoomsAtCapacity"]["expr"]
     for alert, rule in rules.items():
         assert rule["annotations"]["runbook_url"] == f"https://wiki.example.com/runbooks/swv#{alert.lower()}"
     assert "{{ $labels.space }}" in rules["SignalWireVideoLongSession"]["annotations"]["summary"]
