@@ -1,4 +1,5 @@
-"""Typed room sessions decoded from API pages (msgspec: one pass, unknown fields ignored).
+"""Typed room sessions, members and recordings decoded from API pages (msgspec: one pass,
+unknown fields ignored).
 
 Only the fields the exporter uses are declared. Nullable fields are nullable as in the
 spec; fields the spec marks required but the exporter can do without default to None,
@@ -8,18 +9,21 @@ so the summary form of ``GET /room_sessions/{id}`` (no cost) decodes with the sa
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
 import msgspec
 
 from .snapshot import FPS_VALUES, KEYS, OTHER, QUALITIES, UNKNOWN, Key
 
 IN_PROGRESS, COMPLETED = "in-progress", "completed"
+T = TypeVar("T")
 # The sane range of a record's numbers; outside it (or not finite) the record is not counted.
 # With these bounds no counter can overflow: adding $1e6 or a year to the largest finite float
 # rounds back to it, so every counter stays finite and the state file can always store it.
 MAX_COST = 1_000_000.0  # dollars per session
 MAX_DURATION = 365 * 86400.0  # seconds: a year (31,536,000 s)
 MAX_MEMBERS = 1_000_000  # per session; keeps the summed gauge exact as a float
+MAX_RECORDING_BYTES = 10**15  # a petabyte: any larger recording is a bad record, not a file
 
 
 _SHARED = {key: key for key in KEYS}  # one tuple per label pair, not one per session
@@ -129,20 +133,129 @@ class RoomSession(msgspec.Struct, frozen=True, gc=False):
         return None
 
 
+class Member(msgspec.Struct, frozen=True, gc=False):
+    """One member of a room session, as ``GET /room_sessions/{id}/members`` lists it.
+
+    ``leave_time`` is null while the member is present, ``duration`` null if it never joined.
+    """
+
+    id: str
+    room_session_id: str | None = None
+    name: str | None = None
+    join_time: datetime | None = None
+    leave_time: datetime | None = None
+    duration: float | None = None
+    cost_in_dollars: float | None = None
+
+    @property
+    def join_ts(self) -> float | None:
+        """``join_time`` in epoch seconds, None when it never joined."""
+        return _epoch(self.join_time)
+
+    @property
+    def leave_ts(self) -> float | None:
+        """``leave_time`` in epoch seconds, None while present (or never joined)."""
+        return _epoch(self.leave_time)
+
+    @property
+    def seconds(self) -> float | None:
+        """``duration``, or leave minus join when the API left it null and both times exist."""
+        return _span(self.duration, self.join_ts, self.leave_ts)
+
+    @property
+    def joined(self) -> bool:
+        """Whether the member ever joined (``join_time`` not null)."""
+        return self.join_time is not None
+
+    def invalid_reason(self) -> str | None:
+        """Why this member's numbers cannot be counted, or None when they can.
+
+        ``invalid_times``: it left before it joined; ``invalid_duration``: ``seconds`` outside
+        0..MAX_DURATION; ``invalid_cost``: a cost outside 0..MAX_COST (NaN and infinities fail
+        both ranges). A null duration or cost is not invalid: it adds nothing.
+        """
+        if _backwards(self.join_ts, self.leave_ts):
+            return "invalid_times"
+        seconds, cost = self.seconds, self.cost_in_dollars
+        if seconds is not None and not 0 <= seconds <= MAX_DURATION:
+            return "invalid_duration"
+        if cost is not None and not 0 <= cost <= MAX_COST:
+            return "invalid_cost"
+        return None
+
+
+class Recording(msgspec.Struct, frozen=True, gc=False):
+    """One recording of a room session, as ``GET /room_sessions/{id}/recordings`` lists it.
+
+    ``status`` goes ``recording`` (or ``paused``), ``processing``, then ``completed``; only a
+    completed recording has its final duration, size and cost.
+    """
+
+    id: str
+    room_session_id: str | None = None
+    status: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    duration: float | None = None
+    size_in_bytes: int | None = None
+    format: str | None = None
+    cost_in_dollars: float | None = None
+
+    @property
+    def is_completed(self) -> bool:
+        """Whether the recording is final (status ``completed``)."""
+        return self.status == COMPLETED
+
+    @property
+    def seconds(self) -> float | None:
+        """``duration``, or finished minus started when the API left it null and both times exist."""
+        return _span(self.duration, _epoch(self.started_at), _epoch(self.finished_at))
+
+    def invalid_reason(self) -> str | None:
+        """Why this completed recording cannot be counted, or None when it can (or is not completed).
+
+        ``invalid_times``: finished before it started; ``missing_duration``: no duration and no
+        times to derive it from; ``invalid_duration``: outside 0..MAX_DURATION; ``invalid_size``:
+        a size null, negative or above MAX_RECORDING_BYTES; ``invalid_cost``: a cost null or
+        outside 0..MAX_COST. NaN and infinities fail every range.
+        """
+        if not self.is_completed:
+            return None
+        if _backwards(_epoch(self.started_at), _epoch(self.finished_at)):
+            return "invalid_times"
+        seconds, size, cost = self.seconds, self.size_in_bytes, self.cost_in_dollars
+        if seconds is None:
+            return "missing_duration"
+        if not 0 <= seconds <= MAX_DURATION:
+            return "invalid_duration"
+        if size is None or not 0 <= size <= MAX_RECORDING_BYTES:
+            return "invalid_size"
+        if cost is None or not 0 <= cost <= MAX_COST:
+            return "invalid_cost"
+        return None
+
+
+def _span(duration: float | None, start: float | None, end: float | None) -> float | None:
+    """``duration``, else ``end - start`` when both are known, else None."""
+    if duration is not None or start is None or end is None:
+        return duration
+    return end - start
+
+
+def _backwards(start: float | None, end: float | None) -> bool:
+    """Whether both times are known and ``end`` comes before ``start``."""
+    return start is not None and end is not None and end < start
+
+
 class Links(msgspec.Struct, frozen=True):
     """Pagination links; only ``next`` matters (absent on the last page)."""
 
     next: str | None = None
 
 
-class _Page(msgspec.Struct, frozen=True):
+class _Page(msgspec.Struct, Generic[T], frozen=True):
     links: Links
-    data: list[RoomSession]
-
-
-class _RawPage(msgspec.Struct, frozen=True):
-    links: Links
-    data: list[msgspec.Raw]
+    data: list[T]
 
 
 class InvalidResponse(Exception):
@@ -153,10 +266,37 @@ class _Ident(msgspec.Struct, frozen=True):
     id: str
 
 
-_page_decoder = msgspec.json.Decoder(_Page)
-_raw_page_decoder = msgspec.json.Decoder(_RawPage)
 _session_decoder = msgspec.json.Decoder(RoomSession)
+_raw_page_decoder = msgspec.json.Decoder(_Page[msgspec.Raw])
 _ident_decoder = msgspec.json.Decoder(_Ident)
+
+
+class _PageDecoder(Generic[T]):
+    """Decodes the pages of one listing whose records are ``T``s (see :func:`decode_page`)."""
+
+    def __init__(self, page: type[_Page[T]], record: type[T], listing: str) -> None:
+        self._page = msgspec.json.Decoder(page)
+        self._record = msgspec.json.Decoder(record)
+        self._listing = listing
+
+    def __call__(self, body: bytes) -> tuple[list[T], str | None, list[str | None]]:
+        try:  # the usual case: the whole page in one pass
+            page = self._page.decode(body)
+            return page.data, page.links.next, []
+        except msgspec.DecodeError:
+            pass
+        try:
+            raw = _raw_page_decoder.decode(body)
+        except msgspec.DecodeError as exc:
+            raise InvalidResponse(f"not a {self._listing} page: {exc}") from None
+        records: list[T] = []
+        malformed: list[str | None] = []
+        for item in raw.data:
+            try:
+                records.append(self._record.decode(item))
+            except msgspec.DecodeError:
+                malformed.append(_ident(item))
+        return records, raw.links.next, malformed
 
 
 def _ident(item: msgspec.Raw) -> str | None:
@@ -166,29 +306,28 @@ def _ident(item: msgspec.Raw) -> str | None:
         return None
 
 
+_sessions_page = _PageDecoder(_Page[RoomSession], RoomSession, "room-sessions")
+_members_page = _PageDecoder(_Page[Member], Member, "members")
+_recordings_page = _PageDecoder(_Page[Recording], Recording, "recordings")
+
+
 def decode_page(body: bytes) -> tuple[list[RoomSession], str | None, list[str | None]]:
     """Decode a list page into (sessions, next link, ids of malformed records).
 
     A malformed record is set apart (with its id where it has a usable one), never fatal;
     a malformed page raises InvalidResponse.
     """
-    try:
-        page = _page_decoder.decode(body)
-        return page.data, page.links.next, []
-    except msgspec.DecodeError:
-        pass
-    try:
-        raw = _raw_page_decoder.decode(body)
-    except msgspec.DecodeError as exc:
-        raise InvalidResponse(f"not a room-sessions page: {exc}") from None
-    sessions: list[RoomSession] = []
-    malformed: list[str | None] = []
-    for item in raw.data:
-        try:
-            sessions.append(_session_decoder.decode(item))
-        except msgspec.DecodeError:
-            malformed.append(_ident(item))
-    return sessions, raw.links.next, malformed
+    return _sessions_page(body)
+
+
+def decode_members_page(body: bytes) -> tuple[list[Member], str | None, list[str | None]]:
+    """Decode a members page into (members, next link, ids of malformed records), as decode_page."""
+    return _members_page(body)
+
+
+def decode_recordings_page(body: bytes) -> tuple[list[Recording], str | None, list[str | None]]:
+    """Decode a recordings page into (recordings, next link, ids of malformed records), as decode_page."""
+    return _recordings_page(body)
 
 
 def decode_session(body: bytes) -> RoomSession:
