@@ -1,18 +1,22 @@
 """A simulated SignalWire space serving the Video room-sessions REST API: the backend of ``--demo``.
 
 Real HTTP on 127.0.0.1 (stdlib only): lists with filters and cursor pagination as the API pages
-them, GET by id, Basic auth. Sessions are scripted (``add_session``, ``complete_session``) or
-kept starting and ending by ``run_traffic``. Subclasses change how requests are answered
-through ``handler``, ``_respond`` and ``_links`` (the tests' fake API does, in ``tests/support``).
+them, GET by id, each session's members and recordings (paginated the same way), Basic auth.
+Sessions, members and recordings are scripted (``add_session``, ``complete_session``,
+``add_member``, ``add_recording``) or kept coming and going by ``run_traffic``. Subclasses change
+how requests are answered through ``handler``, ``_respond`` and ``_links`` (the tests' fake API
+does, in ``tests/support``).
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import heapq
 import itertools
 import json
 import random
+import re
 import threading
 import time
 import uuid
@@ -27,7 +31,7 @@ from functools import partial
 from http.client import responses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from operator import attrgetter
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 LIST_PATH = "/api/video/room_sessions"
@@ -49,14 +53,25 @@ ROOMS = {
     "board-room": 12,
 }
 ENDED_AT_START = 3  # seeded live sessions that end the moment traffic starts: a first poll counts them
+# Demo people: a share of sessions fill their room (max_members), a few members never join, a
+# share of sessions is recorded; members cost by the minute, recordings by the minute and size.
+FULL_SHARE, NO_SHOW_SHARE, RECORDED_SHARE = 0.25, 0.1, 1 / 3
+MEMBER_DOLLARS_PER_MINUTE, RECORDING_DOLLARS_PER_MINUTE = 0.0035, 0.0045
+RECORDING_FORMAT = "video/mp4"  # the spec: the MIME type of the file
+RECORDING_BYTES_PER_SECOND = {"1080p": 375_000, "720p": 190_000}  # ~3 and ~1.5 Mbit/s
+INT32_MAX = 2**31 - 1  # the spec's format of size_in_bytes
+NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Radia", "Dennis")
 
-Endpoint = Literal["list", "get"]
+Endpoint = Literal["list", "get", "members", "recordings"]
+Child = Literal["members", "recordings"]  # the listings of one session
+_SESSION_PATH = re.compile(re.escape(LIST_PATH) + "/([^/]+)(?:/(members|recordings))?")
 
 
 class _Auto(Enum):
     """Sentinel for arguments derived from others (a room id derived from the room name)."""
 
     ROOM_ID = "auto"
+    NOW = "now"
 
 
 @dataclass(frozen=True)
@@ -76,10 +91,18 @@ class Request:
 
     @property
     def endpoint(self) -> Endpoint | None:
-        """``list``, ``get`` (``LIST_PATH/<id>``), or None for any other path."""
+        """``list``, ``get`` (``LIST_PATH/<id>``), ``members`` or ``recordings``
+        (``LIST_PATH/<id>/members``...), or None for any other path."""
         if self.path == LIST_PATH:
             return "list"
-        return "get" if self.path.rpartition("/")[0] == LIST_PATH else None
+        match = _SESSION_PATH.fullmatch(self.path)
+        return None if match is None else cast(Endpoint, match[2] or "get")
+
+    @property
+    def session_id(self) -> str:
+        """The session id in the path of a ``get``, ``members`` or ``recordings`` request."""
+        match = _SESSION_PATH.fullmatch(self.path)
+        return "" if match is None else match[1]
 
 
 @dataclass(frozen=True)
@@ -115,6 +138,7 @@ class ListQuery:
     page_size: int
     token: str | None
     cursor: _Cursor | None
+    path: str = LIST_PATH  # of the listing: the sessions, or one session's members or recordings
 
 
 @dataclass(eq=False)
@@ -174,6 +198,111 @@ class _Session:
     def served(self, name: str) -> Any:
         """A field the lists filter on (``room_id``, ``name``) as served, without the record."""
         return self.overrides.get(name, self.base.get(name))
+
+
+@dataclass(eq=False)
+class _Child:
+    """A member or recording of a session; listed (newest first) from ``listed_at`` on."""
+
+    id: str
+    session: _Session
+    listed_at: float
+    seq: int
+    overrides: dict[str, Any]  # raw JSON fields merged verbatim into the served record
+
+    @property
+    def pos(self) -> tuple[float, str, int]:
+        return self.listed_at, self.id, -self.seq
+
+    @property
+    def key(self) -> tuple[float, str]:
+        return self.listed_at, self.id
+
+    @property
+    def status(self) -> str:
+        return ""  # the listings of a session have no filters
+
+    def served(self, name: str) -> Any:
+        return None
+
+    def ended(self, planned: float | None, now: float) -> float | None:
+        """When it ended by ``now``: at ``planned`` or at the session's end, whichever is first."""
+        times = [t for t in (planned, self.session.end_time) if t is not None]
+        return min(times) if times and min(times) <= now else None
+
+
+@dataclass(eq=False)
+class _Member(_Child):
+    """A member: present from ``join_time`` (None: never joined) to ``leave_time`` or the session's end."""
+
+    name: str | None = None
+    join_time: float | None = None
+    leave_time: float | None = None
+
+    def record(self, now: float) -> dict[str, Any]:
+        """The ``Video.RoomSessionMember`` JSON object as served at ``now``."""
+        left = None if self.join_time is None else self.ended(self.leave_time, now)
+        if self.join_time is None:
+            duration = None
+        elif left is None:
+            duration = max(0, int(now - self.join_time))
+        else:
+            duration = round(left - self.join_time)
+        cost = 0 if left is None or duration is None else _dollars(MEMBER_DOLLARS_PER_MINUTE, duration)
+        return {
+            "id": self.id,
+            "room_session_id": self.session.id,
+            "name": self.name,
+            "join_time": None if self.join_time is None else _iso(self.join_time),
+            "leave_time": None if left is None else _iso(left),
+            "duration": duration,
+            "cost_in_dollars": cost,
+            **self.overrides,
+        }
+
+
+@dataclass(eq=False)
+class _Recording(_Child):
+    """A recording from ``started_at`` to ``finished_at`` or the session's end, then ``processing``
+    seconds long before it is completed."""
+
+    started_at: float = 0.0
+    finished_at: float | None = None
+    processing: float = 0.0
+
+    def record(self, now: float) -> dict[str, Any]:
+        """The ``Video.RoomRecording`` JSON object as served at ``now``."""
+        stop = self.ended(self.finished_at, now)
+        if stop is None:
+            status, updated = "recording", self.started_at
+        elif now < stop + self.processing:
+            status, updated = "processing", stop
+        else:
+            status, updated = "completed", stop + self.processing
+        duration = None if stop is None else round(stop - self.started_at)
+        done, seconds = status == "completed", duration or 0
+        rate = RECORDING_BYTES_PER_SECOND.get(
+            self.session.base["quality"], RECORDING_BYTES_PER_SECOND["720p"]
+        )
+        return {
+            "id": self.id,
+            "room_session_id": self.session.id,
+            "status": status,
+            "started_at": _iso(self.started_at),
+            "finished_at": None if stop is None else _iso(stop),
+            "duration": duration,
+            "size_in_bytes": min(rate * seconds, INT32_MAX) if done else None,
+            "format": RECORDING_FORMAT if done else None,
+            "cost_in_dollars": _dollars(RECORDING_DOLLARS_PER_MINUTE, seconds) if done else 0,
+            "uri": None,
+            "created_at": _iso(self.started_at),
+            "updated_at": _iso(updated),
+            **self.overrides,
+        }
+
+
+def _dollars(per_minute: float, seconds: float) -> float:
+    return round(per_minute * seconds / 60, 4)
 
 
 _Slot = tuple[str, str]  # an index: ("", "") every entry, else (filter name, value)
@@ -241,6 +370,31 @@ class _Listing:
         bottom = bisect_right(rows, cursor.key, key=_key)
         page = list(itertools.islice(matching(range(bottom, len(rows))), size))[::-1]
         return page, bool(page) and next(matching(range(bottom - 1, -1, -1)), None) is not None
+
+
+class _Roster:
+    """The members (or recordings) of one session: each is listed once its ``listed_at`` has come."""
+
+    def __init__(self) -> None:
+        self.listing = _Listing()
+        self._due: list[Entry] = []  # not listed yet, latest first
+
+    def add(self, entry: Entry) -> None:
+        insort(self._due, entry, key=lambda due: -due.pos[0])
+
+    def listed(self, now: float) -> _Listing:
+        """The listing at ``now``: entries whose time has come are listed first."""
+        while self._due and self._due[-1].pos[0] <= now:
+            self.listing.add(self._due.pop())
+        return self.listing
+
+    def drop_after(self, end: float) -> None:
+        """Forget the entries not listed by ``end``: the session ended before they came."""
+        self._due = [entry for entry in self._due if entry.pos[0] <= end]
+
+    def __iter__(self) -> Iterator[Entry]:
+        """Every entry, listed or not yet."""
+        return itertools.chain(self.listing.all, self._due)
 
 
 def _iso(epoch: float) -> str:
@@ -370,6 +524,9 @@ class SimulatedSpace:
         self._lock = threading.RLock()
         self._sessions: dict[str, _Session] = {}
         self._listing = _Listing()
+        self._rosters: dict[tuple[Child, str], _Roster] = {}  # (listing, session id): created on use
+        self._members: dict[str, _Member] = {}
+        self._recordings: dict[str, _Recording] = {}
         self._bulk = False  # inside bulk(): the listing is rebuilt at its end
         self._seq = itertools.count()
         self._server: ThreadingHTTPServer | None = None
@@ -461,8 +618,70 @@ class SimulatedSpace:
             self._sessions[session.id] = session
             if replaced is not None:
                 self._unfile(replaced)
+                for child in ("members", "recordings"):
+                    self._rosters.pop((child, session.id), None)
             self._file(session)
         return session.id
+
+    def add_member(
+        self,
+        session_id: str,
+        *,
+        id: str | None = None,
+        name: str | None = "member",
+        join_time: float | _Auto | None = _Auto.NOW,
+        leave_time: float | None = None,
+        listed_at: float | None = None,
+        **overrides: Any,
+    ) -> str:
+        """Add a member to a session and return its id.
+
+        It joins at ``join_time`` (default now; None: it never joins) and leaves at ``leave_time``
+        (None: while the session lasts, null until the session ends). It is listed from
+        ``listed_at`` on (default its join time, else now); ``overrides`` are raw JSON fields
+        merged verbatim into the served record.
+        """
+        with self._lock:
+            now = self._clock()
+            join = now if isinstance(join_time, _Auto) else join_time
+            listed = listed_at if listed_at is not None else now if join is None else join
+            session, sid = self._sessions[session_id], id or str(uuid.uuid4())
+            member = _Member(sid, session, listed, next(self._seq), overrides, name, join, leave_time)
+            self._members[sid] = member
+            self._roster("members", session_id).add(member)
+        return sid
+
+    def add_recording(
+        self,
+        session_id: str,
+        *,
+        id: str | None = None,
+        started_at: float | None = None,
+        finished_at: float | None = None,
+        processing: float = 0.0,
+        **overrides: Any,
+    ) -> str:
+        """Add a recording to a session and return its id.
+
+        It records from ``started_at`` (default now, when it is listed) to ``finished_at`` (None:
+        until the session ends), then is ``processing`` for that many seconds, then ``completed``
+        (``math.inf``: never); ``overrides`` are raw JSON fields merged verbatim.
+        """
+        with self._lock:
+            start = self._clock() if started_at is None else started_at
+            session, rid = self._sessions[session_id], id or str(uuid.uuid4())
+            recording = _Recording(
+                rid, session, start, next(self._seq), overrides, start, finished_at, processing
+            )
+            self._recordings[rid] = recording
+            self._roster("recordings", session_id).add(recording)
+        return rid
+
+    def _roster(self, child: Child, session_id: str) -> _Roster:
+        """The members or recordings of a session (call with the lock held); KeyError for an unknown one."""
+        if session_id not in self._sessions:
+            raise KeyError(session_id)
+        return self._rosters.setdefault((child, session_id), _Roster())
 
     def complete_session(
         self,
@@ -472,7 +691,10 @@ class SimulatedSpace:
         end_time: float | None = None,
         duration: int | None = None,
     ) -> None:
-        """Mark a session completed; ``duration`` defaults to round(end - start)."""
+        """Mark a session completed; ``duration`` defaults to round(end - start).
+
+        Its members still present leave at its end, its recordings stop then.
+        """
         with self._lock:
             session = self._sessions[session_id]
             old_status = session.status
@@ -521,10 +743,13 @@ class SimulatedSpace:
         """The answer to one request; subclasses may answer otherwise."""
         if request.headers.get("authorization") != self._authorization:
             return _error(401)
-        if request.endpoint == "list":
+        endpoint = request.endpoint
+        if endpoint == "list":
             return self._list(request.query)
-        if request.endpoint == "get":
-            return self._get(request.path.rsplit("/", 1)[1])
+        if endpoint == "get":
+            return self._get(request.session_id)
+        if endpoint is not None:
+            return self._list_children(endpoint, request)
         return _error(404)
 
     def _get(self, session_id: str) -> Response:
@@ -539,13 +764,33 @@ class SimulatedSpace:
         params = self._parse_list_query(query)
         if isinstance(params, Response):
             return params
+        return self._page(params, lambda now: self._listing)
+
+    def _list_children(self, child: Child, request: Request) -> Response:
+        """A page of a session's members or recordings (they take no filters); 404 for an unknown session."""
+        query = {name: value for name, value in request.query.items() if name not in FILTERS}
+        params = self._parse_list_query(query, request.path)
+        if isinstance(params, Response):
+            return params
+        sid = request.session_id
+
+        def listing(now: float) -> _Listing | None:
+            return self._roster(child, sid).listed(now) if sid in self._sessions else None
+
+        return self._page(params, listing)
+
+    def _page(self, params: ListQuery, listing: Callable[[float], _Listing | None]) -> Response:
+        """One page of ``listing(now)`` (read with the lock held), or 404 when it is None."""
         with self._lock:
-            page, more = self._listing.page(params.filters, params.cursor, params.page_size)
             now = self._clock()
+            found = listing(now)
+            if found is None:
+                return _error(404)
+            page, more = found.page(params.filters, params.cursor, params.page_size)
             records = [entry.record(now) for entry in page]
         return _json(200, {"links": self._links(params, page, more), "data": records})
 
-    def _parse_list_query(self, query: dict[str, str]) -> ListQuery | Response:
+    def _parse_list_query(self, query: dict[str, str], path: str = LIST_PATH) -> ListQuery | Response:
         status = query.get("status")
         if status is not None and status not in STATUSES:
             return _invalid("status", f"status must be one of: {', '.join(STATUSES)}")
@@ -562,7 +807,7 @@ class SimulatedSpace:
         if token is not None and cursor is None:
             return _invalid("page_token", "page_token is invalid")
         filters = {name: query[name] for name in FILTERS if name in query}
-        return ListQuery(filters, number, size, token, cursor)
+        return ListQuery(filters, number, size, token, cursor, path)
 
     def _links(self, params: ListQuery, page: list[Entry], more: bool) -> dict[str, str]:
         """A list page's absolute ``links``; subclasses may bend them."""
@@ -575,7 +820,7 @@ class SimulatedSpace:
             }
             if token is not None:
                 query["page_token"] = token
-            return f"{self.base_url}{LIST_PATH}?{urlencode(query)}"
+            return f"{self.base_url}{params.path}?{urlencode(query)}"
 
         links = {"self": link(params.page_number, params.token), "first": link(0, None)}
         if more:
@@ -600,20 +845,27 @@ class SimulatedSpace:
         """Simulate demo traffic in a daemon thread until ``stop()``.
 
         Seeds completed history and ``target_active`` live sessions, plus ``ENDED_AT_START``
-        that were live and end now (at ``traffic_started``), then every ``tick`` seconds ends and
-        starts sessions so that about ``target_active`` are in progress.
+        that were live and end now (at ``traffic_started``), each with a recording of its first
+        half, completed for the first and still processing for the others; then every ``tick``
+        seconds ends and starts sessions so that about ``target_active`` are in progress.
         """
         if self._traffic is not None:
             raise RuntimeError("traffic already running")
         now = self._clock()
         with self._lock:
             for i in range(target_active + ENDED_AT_START):
-                sid = self._start_random(now - self._rng.uniform(0, mean_duration))
-                if i < ENDED_AT_START:
+                start = now - self._rng.uniform(0, mean_duration)
+                sid = self._start_random(start, mean_duration)
+                if i < ENDED_AT_START:  # recorded for their first half: processed by now for the first
+                    half = (start + now) / 2
+                    processing = (now - half) / 2 if i == 0 else mean_duration
+                    self.add_recording(
+                        sid, id=self._random_id(), started_at=start, finished_at=half, processing=processing
+                    )
                     self._end(sid, now)
             for _ in range(5):
                 start = now - self._rng.uniform(2, 10) * mean_duration
-                sid = self._start_random(start)
+                sid = self._start_random(start, mean_duration)
                 self._end(sid, start + self._rng.uniform(0.2, 1.8) * mean_duration)
             self._traffic_started = now
         args = (self._stopping, tick, target_active, mean_duration)
@@ -639,25 +891,78 @@ class SimulatedSpace:
         deficit = max(0, target - len(live) + len(ending))
         expected = target * tick / mean_duration + 0.25 * deficit
         for _ in range(int(expected) + (rng.random() < expected % 1)):
-            self._start_random(now)
+            self._start_random(now, mean_duration)
 
-    def _start_random(self, start: float) -> str:
+    def _start_random(self, start: float, mean_duration: float) -> str:
+        """Start a session in a random room with its members and, for some, a recording."""
         rng = self._rng
         name = rng.choice(list(ROOMS))
-        return self.add_session(
-            id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+        recorded = rng.random() < RECORDED_SHARE
+        sid = self.add_session(
+            id=self._random_id(),
             name=name,
             quality=rng.choices(*QUALITY_MIX)[0],
             fps=rng.choices(*FPS_MIX)[0],
             max_members=ROOMS[name],
             start_time=start,
             created_at=start,
+            record_on_start=recorded,
         )
+        self._add_people(sid, start, ROOMS[name], mean_duration)
+        if recorded:  # processed for about as long as a session lasts
+            processing = rng.uniform(0.25, 1.0) * mean_duration
+            self.add_recording(sid, id=self._random_id(), started_at=start, processing=processing)
+        return sid
+
+    def _add_people(self, session_id: str, start: float, capacity: int, mean_duration: float) -> None:
+        """Plan a session's members: most join early, some late; most stay long, some leave early.
+
+        A full session's crowd (``FULL_SHARE``) is larger than its room, joins early and stays:
+        it peaks at ``capacity``. Never more than ``capacity`` are present at once (the next ones
+        are turned away). A few members (``NO_SHOW_SHARE``) never join.
+        """
+        rng = self._rng
+        full = rng.random() < FULL_SHARE
+        crowd = capacity + rng.randint(1, 3) if full else rng.randint(1, max(1, capacity * 2 // 3))
+        late = 0.0 if full else 0.2
+        joins = sorted(
+            start + (rng.uniform(0, 1.5) if rng.random() < late else rng.expovariate(20)) * mean_duration
+            for _ in range(crowd)
+        )
+        present: list[float] = []  # heap of the leave times of the members in the room
+        for join in joins:
+            while present and present[0] <= join:
+                heapq.heappop(present)
+            if len(present) >= capacity:
+                continue
+            stay = rng.uniform(0.5, 3.0) if full or rng.random() < 0.7 else rng.uniform(0.05, 0.5)
+            leave = join + stay * mean_duration
+            heapq.heappush(present, leave)
+            self.add_member(
+                session_id, id=self._random_id(), name=self._random_name(), join_time=join, leave_time=leave
+            )
+        if rng.random() < NO_SHOW_SHARE:
+            listed = start + rng.uniform(0, 0.2) * mean_duration
+            self.add_member(
+                session_id, id=self._random_id(), name=self._random_name(), join_time=None, listed_at=listed
+            )
+
+    def _random_id(self) -> str:
+        return str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+
+    def _random_name(self) -> str | None:
+        """A member's display name; a few are null."""
+        return None if self._rng.random() < 0.05 else f"{self._rng.choice(NAMES)} {self._rng.randint(1, 99)}"
 
     def _end(self, session_id: str, end: float) -> None:
-        """Complete a session at ``end``, costing ~$0.0035 per member-minute."""
-        session = self._sessions[session_id]
-        members = self._rng.randint(1, min(session.base["max_members"] or 5, 12))
-        minutes = max(end - session.start_time, 1.0) / 60
-        cost = max(round(0.0035 * members * minutes, 4), 0.0001)
+        """Complete a session at ``end``: members not come by then never come; it costs
+        ``MEMBER_DOLLARS_PER_MINUTE`` per member-minute (at least $0.0001)."""
+        roster = self._roster("members", session_id)
+        roster.drop_after(end)
+        seconds = sum(
+            max(0.0, (end if member.leave_time is None else min(end, member.leave_time)) - member.join_time)
+            for member in roster
+            if isinstance(member, _Member) and member.join_time is not None
+        )
+        cost = max(_dollars(MEMBER_DOLLARS_PER_MINUTE, seconds), 0.0001)
         self.complete_session(session_id, cost_in_dollars=cost, end_time=end)

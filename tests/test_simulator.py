@@ -4,6 +4,7 @@ checked against the OpenAPI spec."""
 from __future__ import annotations
 
 import itertools
+import math
 import random
 import socket
 import time
@@ -29,30 +30,41 @@ from .support.fake_api import FakeSpace
 PROJECT, TOKEN = "project-1", "secret-token"
 LIST = "/api/video/room_sessions"
 T0 = 1_795_000_000.0
+# The sessions endpoints are checked against the spec the exporter was built on; the members and
+# recordings endpoints against the API's larger extract (whose fps, a number, the sessions spec
+# and real responses contradict: "30" and 20 are both served).
 SPEC: dict[str, Any] = yaml.safe_load(
     (Path(__file__).parent / "api" / "room_sessions.openapi.yaml").read_text()
 )
-SPEC_URI = "urn:signalwire:room-sessions"
-REGISTRY: Registry[Any] = Registry().with_resource(
-    SPEC_URI, Resource.from_contents(SPEC, default_specification=DRAFT202012)
+VIDEO_SPEC: dict[str, Any] = yaml.safe_load(
+    (Path(__file__).parent / "api" / "video-api.openapi.yaml").read_text()
+)
+SPEC_URI, VIDEO_SPEC_URI = "urn:signalwire:room-sessions", "urn:signalwire:video-api"
+REGISTRY: Registry[Any] = Registry().with_resources(
+    [
+        (SPEC_URI, Resource.from_contents(SPEC, default_specification=DRAFT202012)),
+        (VIDEO_SPEC_URI, Resource.from_contents(VIDEO_SPEC, default_specification=DRAFT202012)),
+    ]
 )
 
 
-def validate(ref: str, instance: object) -> None:
+def validate(ref: str, instance: object, spec_uri: str = SPEC_URI) -> None:
     """Validate ``instance`` against the spec schema at ``ref`` ("#/components/...")."""
-    schema = {"$ref": SPEC_URI + ref}
+    schema = {"$ref": spec_uri + ref}
     Draft202012Validator(schema, registry=REGISTRY, format_checker=FormatChecker()).validate(instance)
 
 
 def validate_response(response: httpx.Response) -> None:
     """Validate a response body against the spec's schema for its path and status."""
     path = urlsplit(str(response.url)).path
-    template = LIST if path == LIST else LIST + "/{id}"
-    responses = SPEC["paths"][template]["get"]["responses"]
+    child = path.rpartition("/")[2] if path.count("/") == 5 else None  # members or recordings
+    spec, uri = (SPEC, SPEC_URI) if child is None else (VIDEO_SPEC, VIDEO_SPEC_URI)
+    template = LIST if path == LIST else f"{LIST}/{{id}}/{child}" if child else LIST + "/{id}"
+    responses = spec["paths"][template]["get"]["responses"]
     assert str(response.status_code) in responses, response.status_code
     assert response.headers["content-type"] == "application/json"
     schema = responses[str(response.status_code)]["content"]["application/json"]["schema"]
-    validate(schema["$ref"], response.json())
+    validate(schema["$ref"], response.json(), uri)
 
 
 class Clock:
@@ -99,9 +111,9 @@ def get(client: httpx.Client, url: str, **params: Any) -> httpx.Response:
     return response
 
 
-def collect(client: httpx.Client, **params: Any) -> list[dict[str, Any]]:
-    """Follow ``next`` links from the first page; return every page's JSON."""
-    pages = [get(client, LIST, **params).json()]
+def collect(client: httpx.Client, path: str = LIST, **params: Any) -> list[dict[str, Any]]:
+    """Follow ``next`` links from the first page of ``path``; return every page's JSON."""
+    pages = [get(client, path, **params).json()]
     while "next" in pages[-1]["links"]:
         assert len(pages) < 50, "pagination does not terminate"
         pages.append(get(client, pages[-1]["links"]["next"]).json())
@@ -117,7 +129,15 @@ def query_of(link: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("auth", [None, (PROJECT, "wrong"), ("other", TOKEN)])
-@pytest.mark.parametrize("path", [LIST, LIST + "/00000000-0000-4000-8000-000000000000"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        LIST,
+        LIST + "/00000000-0000-4000-8000-000000000000",
+        LIST + "/00000000-0000-4000-8000-000000000000/members",
+        LIST + "/00000000-0000-4000-8000-000000000000/recordings",
+    ],
+)
 def test_rejects_missing_or_wrong_credentials(
     space: FakeSpace, auth: tuple[str, str] | None, path: str
 ) -> None:
@@ -435,17 +455,18 @@ def test_traffic_keeps_sessions_flowing_and_stops() -> None:
 
 
 def test_traffic_is_seeded(clock: Clock) -> None:
-    def history(seed: int) -> list[dict[str, Any]]:
+    def history(seed: int) -> list[tuple[dict[str, Any], list[Any], list[Any]]]:
         space = FakeSpace(clock=clock, seed=seed)
         space.run_traffic(tick=60, target_active=5)
         space.stop()
-        return space.sessions()
+        return [(r, space.members(r["id"]), space.recordings(r["id"])) for r in space.sessions()]
 
     first = history(1)
     assert first == history(1)
     assert first != history(2)
-    assert [r["status"] for r in first].count("in-progress") == 5
-    assert [r["status"] for r in first].count("completed") >= 1
+    assert [r["status"] for r, _, _ in first].count("in-progress") == 5
+    assert [r["status"] for r, _, _ in first].count("completed") >= 1
+    assert sum(len(members) for _, members, _ in first) > len(first)
 
 
 def test_traffic_starts_with_live_sessions_ending_as_it_starts(clock: Clock) -> None:
@@ -505,3 +526,246 @@ def test_stop_traffic_freezes_the_sessions_and_keeps_serving() -> None:
         with httpx.Client(base_url=space.base_url, auth=("demo-project", "demo-token")) as c:
             assert c.get(LIST, params={"status": "completed"}).status_code == 200
         space.run_traffic(tick=0.01, target_active=8, mean_duration=0.2)  # can start again
+
+
+# --- members and recordings of a session ----------------------------------------------------------
+
+
+def child_path(session_id: str, child: str) -> str:
+    return f"{LIST}/{session_id}/{child}"
+
+
+@pytest.mark.parametrize("child", ["members", "recordings"])
+def test_children_paginate_newest_first_with_links_to_their_listing(
+    space: FakeSpace, client: httpx.Client, child: str
+) -> None:
+    session = space.add_session(created_at=T0 - 100)
+    other = space.add_session(created_at=T0 - 100)
+    add = space.add_member if child == "members" else space.add_recording
+    start = "join_time" if child == "members" else "started_at"
+    created = [add(session, **{start: T0 - 50 + i}) for i in range(5)]
+    add(other)
+    path = child_path(session, child)
+    pages = collect(client, path, page_size=2)
+    assert ids(pages) == created[::-1]
+    assert [len(page["data"]) for page in pages] == [2, 2, 1]
+    assert all(link.startswith(space.base_url + path + "?") for p in pages for link in p["links"].values())
+    assert ids([get(client, pages[2]["links"]["prev"]).json()]) == ids([pages[1]])
+    assert {record["room_session_id"] for record in pages[0]["data"]} == {session}
+    assert [r["id"] for r in getattr(space, child)(session)] == created[::-1]
+    assert len(get(client, path).json()["data"]) == 5  # default page size 50
+    assert get(client, child_path(other, child)).json()["links"].keys() == {"self", "first"}
+
+
+@pytest.mark.parametrize("child", ["members", "recordings"])
+def test_children_of_unknown_sessions_are_404_and_bad_pages_422(
+    space: FakeSpace, client: httpx.Client, child: str
+) -> None:
+    gone = space.add_session()
+    space.delete_session(gone)
+    for session in (gone, "00000000-0000-4000-8000-000000000000"):
+        response = client.get(child_path(session, child))
+        assert (response.status_code, response.json()) == (404, {"error": "Not Found"})
+        validate("#/components/schemas/Types.StatusCodes.StatusCode404", response.json(), VIDEO_SPEC_URI)
+    live = space.add_session()
+    for params, attribute in (({"page_size": "1001"}, "page_size"), ({"page_number": "1"}, "page_token")):
+        response = get(client, child_path(live, child), **params)
+        assert response.status_code == 422
+        assert response.json()["errors"][0]["attribute"] == attribute
+    # the sessions list's filters mean nothing here
+    assert get(client, child_path(live, child), status="ended").status_code == 200
+    assert client.get(f"{LIST}/{live}/other").status_code == 404
+
+
+def test_a_member_joins_stays_and_leaves(space: FakeSpace, client: httpx.Client, clock: Clock) -> None:
+    session = space.add_session(start_time=T0, created_at=T0)
+    early = space.add_member(session, name="Ada")
+    never = space.add_member(session, name=None, join_time=None)
+    late = space.add_member(session, join_time=T0 + 10)
+    clock.now = T0 + 5.7
+    path = child_path(session, "members")
+    served = {r["id"]: r for r in get(client, path).json()["data"]}
+    assert set(served) == {early, never}  # the late one is not there yet
+    assert served[early] == {
+        "id": early,
+        "room_session_id": session,
+        "name": "Ada",
+        "join_time": "2026-11-18T11:06:40Z",
+        "leave_time": None,
+        "duration": 5,
+        "cost_in_dollars": 0,
+    }
+    assert (served[never]["join_time"], served[never]["duration"], served[never]["name"]) == (
+        None,
+        None,
+        None,
+    )
+    clock.now = T0 + 100
+    space.update_member(early, leave_time=T0 + 60)
+    space.complete_session(session, cost_in_dollars=0.01, end_time=T0 + 90)
+    served = {r["id"]: r for r in get(client, path).json()["data"]}
+    assert (served[early]["leave_time"], served[early]["duration"]) == ("2026-11-18T11:07:40Z", 60)
+    assert served[early]["cost_in_dollars"] == round(0.0035 * 60 / 60, 4) == 0.0035
+    assert (served[late]["leave_time"], served[late]["duration"]) == ("2026-11-18T11:08:10Z", 80)
+    assert served[never]["leave_time"] is None and served[never]["cost_in_dollars"] == 0
+    assert space.members(session) == get(client, path).json()["data"]
+
+
+def test_a_recording_records_processes_and_completes(
+    space: FakeSpace, client: httpx.Client, clock: Clock
+) -> None:
+    session = space.add_session(start_time=T0, created_at=T0, quality="1080p")
+    slow = space.add_recording(session, processing=30)
+    stuck = space.add_recording(session, started_at=T0 + 10, processing=math.inf)
+    path = child_path(session, "recordings")
+
+    def served() -> dict[str, dict[str, Any]]:
+        return {r["id"]: r for r in get(client, path).json()["data"]}
+
+    clock.now = T0 + 20
+    assert [r["status"] for r in served().values()] == ["recording", "recording"]
+    assert served()[slow]["finished_at"] is None and served()[slow]["cost_in_dollars"] == 0
+    space.complete_session(session, cost_in_dollars=0.5, end_time=T0 + 120)
+    clock.now = T0 + 130
+    processing = served()[slow]
+    assert (processing["status"], processing["duration"], processing["size_in_bytes"]) == (
+        "processing",
+        120,
+        None,
+    )
+    assert processing["finished_at"] == "2026-11-18T11:08:40Z"
+    clock.now = T0 + 150
+    done = served()[slow]
+    assert (done["status"], done["duration"], done["format"]) == ("completed", 120, "video/mp4")
+    assert done["size_in_bytes"] == 120 * 375_000
+    assert done["cost_in_dollars"] == round(0.0045 * 2, 4)
+    assert done["updated_at"] == "2026-11-18T11:09:10Z"
+    assert served()[stuck]["status"] == "processing"
+    space.update_recording(stuck, processing=0, size_in_bytes=None)
+    assert (served()[stuck]["status"], served()[stuck]["size_in_bytes"]) == ("completed", None)
+    assert served()[stuck]["duration"] == 110
+
+
+def test_raw_children_are_listed_verbatim_but_are_no_ground_truth(
+    space: FakeSpace, client: httpx.Client
+) -> None:
+    session = space.add_session()
+    member = space.add_member(session, duration=-5)
+    space.add_raw_member(session, {"id": "raw-member", "join_time": "yesterday"})
+    space.add_raw_recording(session, {"status": "completed"})
+    members = client.get(child_path(session, "members")).json()["data"]
+    assert {r["id"] for r in members} == {member, "raw-member"}
+    assert [r["duration"] for r in members if r["id"] == member] == [-5]
+    assert client.get(child_path(session, "recordings")).json()["data"] == [{"status": "completed"}]
+    assert [r["id"] for r in space.members(session)] == [member]
+    assert space.recordings(session) == []
+    with pytest.raises(KeyError):
+        space.add_raw_member("no-such-session", {"id": "x"})
+
+
+def test_a_replaced_session_starts_without_members(space: FakeSpace, client: httpx.Client) -> None:
+    session = space.add_session()
+    space.add_member(session)
+    space.add_recording(session)
+    space.add_session(id=session)
+    assert space.members(session) == space.recordings(session) == []
+    assert get(client, child_path(session, "members")).json()["data"] == []
+
+
+def test_fail_next_targets_members_or_recordings(space: FakeSpace, client: httpx.Client) -> None:
+    session = space.add_session()
+    space.fail_next(503, endpoint="members")
+    space.fail_next(500, endpoint="recordings")
+    assert client.get(LIST).status_code == 200
+    assert client.get(LIST + "/" + session).status_code == 200
+    assert client.get(child_path(session, "recordings")).status_code == 500
+    assert client.get(child_path(session, "members")).status_code == 503
+    assert client.get(child_path(session, "members")).status_code == 200
+    assert [r.path.rpartition("/")[2] for r in space.requests[-3:]] == ["recordings", "members", "members"]
+
+
+def demo_people(space: FakeSpace) -> list[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]]:
+    """Every session of ``space`` with its members and recordings, these read over HTTP and checked
+    against the spec (the demo's sessions serve fps 20 as well as "30", which the spec refuses)."""
+    with httpx.Client(base_url=space.base_url, auth=("demo-project", "demo-token")) as c:
+        return [
+            (
+                s,
+                [r for page in collect(c, child_path(s["id"], "members")) for r in page["data"]],
+                [r for page in collect(c, child_path(s["id"], "recordings")) for r in page["data"]],
+            )
+            for s in space.sessions()
+        ]
+
+
+def peak(members: list[dict[str, Any]]) -> int:
+    """The most members present at once."""
+    changes = sorted(
+        change
+        for m in members
+        if m["join_time"] is not None
+        for change in ((epoch(m["join_time"]), 1), (epoch(m["leave_time"] or "9999-01-01T00:00:00Z"), -1))
+    )
+    return max(itertools.accumulate(delta for _, delta in changes), default=0)
+
+
+def test_demo_people_come_and_go_within_their_sessions(clock: Clock) -> None:
+    with FakeSpace(clock=clock, seed=11) as space:
+        space.run_traffic(tick=3600, target_active=30, mean_duration=120)
+        history = demo_people(space)
+        assert len(history) == 30 + ENDED_AT_START + 5
+        for session, members, _ in history:
+            start, end = epoch(session["start_time"]), session["end_time"] and epoch(session["end_time"])
+            joined = [m for m in members if m["join_time"] is not None]
+            assert peak(members) <= session["max_members"]
+            for m in joined:
+                assert start <= epoch(m["join_time"]) <= (end or T0)
+                if m["leave_time"] is None:  # present: duration so far (the times are whole seconds)
+                    assert session["status"] == "in-progress"
+                    assert 0 <= T0 - epoch(m["join_time"]) - m["duration"] < 2
+                else:
+                    left = epoch(m["leave_time"])
+                    assert epoch(m["join_time"]) <= left <= (end or T0)
+                    assert m["cost_in_dollars"] == round(0.0035 * m["duration"] / 60, 4)
+            if session["status"] == "completed":
+                assert all(m["leave_time"] is not None for m in joined)
+                minutes = sum(m["duration"] for m in joined) / 60
+                assert session["cost_in_dollars"] == pytest.approx(
+                    0.0035 * minutes, abs=0.0001 + 0.0035 / 60 * len(joined)
+                )
+        assert sum(peak(members) > 0 for _, members, _ in history) > 0.9 * len(history)
+        assert any(peak(members) == s["max_members"] for s, members, _ in history)  # rooms that filled up
+        assert any(m["leave_time"] is None for s, ms, _ in history for m in ms if m["join_time"] is not None)
+        never = [m for _, members, _ in history for m in members if m["join_time"] is None]
+        assert 0 < len(never) < len(history)
+        assert all(m["duration"] is None and m["leave_time"] is None for m in never)
+        recorded = [s for s, _, recordings in history if recordings]
+        assert 0 < len(recorded) < len(history)
+
+
+def test_demo_recordings_record_then_process_then_complete(clock: Clock) -> None:
+    with FakeSpace(clock=clock, seed=11) as space:
+        space.run_traffic(tick=3600, target_active=30, mean_duration=120)
+        history = demo_people(space)
+        ended_now = [rs for s, _, rs in history if s["end_time"] and epoch(s["end_time"]) == T0]
+        statuses = {r["id"]: r["status"] for _, _, rs in history for r in rs}
+        clock.now += 2 * 120  # every recording of an ended session is processed by then
+        later = demo_people(space)
+    assert len(ended_now) == ENDED_AT_START
+    first_halves = [min(rs, key=lambda r: r["finished_at"] or "~") for rs in ended_now]
+    assert sorted(r["status"] for r in first_halves) == ["completed"] + ["processing"] * (ENDED_AT_START - 1)
+    for session, _, recordings in history:
+        expected = {"recording"} if session["status"] == "in-progress" else {"processing", "completed"}
+        assert {r["status"] for r in recordings} <= expected
+    assert {"recording", "processing", "completed"} <= set(statuses.values())
+    for session, _, recordings in later:
+        for r in recordings:
+            if session["status"] == "completed":
+                assert r["status"] == "completed"
+                assert r["size_in_bytes"] > 0 and r["format"] == "video/mp4" and r["cost_in_dollars"] > 0
+                assert epoch(r["started_at"]) <= epoch(r["finished_at"]) <= epoch(session["end_time"])
+                assert (
+                    abs(r["duration"] - (epoch(r["finished_at"]) - epoch(r["started_at"]))) <= 1
+                )  # whole seconds
+            else:
+                assert (r["status"], r["finished_at"], r["size_in_bytes"]) == ("recording", None, None)

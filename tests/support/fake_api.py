@@ -1,9 +1,11 @@
 """The tests' fake SignalWire API: the demo's simulated space, plus what tests need to bend it.
 
 :class:`FakeSpace` adds fault injection (``fail_next``: any status, body and headers, or a
-reset, truncated or dripping delivery), request recording (``requests``), ``latency``,
-concurrency counts (``in_flight``, ``max_in_flight``), ``next_link_hook``, relative links,
-raw records listed verbatim, sessions that reopen or vanish, and the ground truth (``sessions``).
+reset, truncated or dripping delivery, on any endpoint), request recording (``requests``),
+``latency``, concurrency counts (``in_flight``, ``max_in_flight``), ``next_link_hook``, relative
+links, raw records listed verbatim (sessions, members, recordings), sessions that reopen or
+vanish, members and recordings changed at will (``update_member``, ``update_recording``), and
+the ground truth (``sessions``, ``members``, ``recordings``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from operator import attrgetter
 from typing import Any, ClassVar, Literal, NamedTuple
 
 from exporter.simulator import (
+    Child,
     Endpoint,
     Entry,
     ListQuery,
@@ -32,6 +35,10 @@ from exporter.simulator import (
 )
 
 FaultKind = Literal["respond", "reset", "truncate", "drip"]
+# What update_member and update_recording set on the simulated member or recording (times in
+# epoch seconds, as add_member and add_recording take them); any other field is served verbatim.
+MEMBER_SCRIPT = ("name", "join_time", "leave_time")
+RECORDING_SCRIPT = ("started_at", "finished_at", "processing")
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,8 @@ class _Fault:
 
 
 class _Raw(NamedTuple):
-    """A record from ``add_raw_record``: listed verbatim for ``status``, never served by GET."""
+    """A record from ``add_raw_record`` (listed verbatim for ``status``, never served by GET), or
+    from ``add_raw_member`` or ``add_raw_recording`` (listed verbatim with a session's)."""
 
     pos: tuple[float, str, int]
     status: str
@@ -153,13 +161,46 @@ class FakeSpace(SimulatedSpace):
         self, record: dict[str, Any], status: str = "completed", created_at: float | None = None
     ) -> None:
         """Serve ``record`` verbatim in lists (unfiltered or for ``status``); never on GET."""
-        raw_id = record.get("id")
-        sort_id = raw_id if isinstance(raw_id, str) else str(uuid.uuid4())
-        created = self._clock() if created_at is None else created_at
         with self._lock:
-            raw = _Raw((created, sort_id, -next(self._seq)), status, record)
+            raw = self._raw_entry(record, status, created_at)
             self._raw.append(raw)
             self._file(raw)
+
+    def add_raw_member(self, session_id: str, record: dict[str, Any], listed_at: float | None = None) -> None:
+        """List ``record`` verbatim with the session's members (from ``listed_at``, default now)."""
+        with self._lock:
+            self._roster("members", session_id).add(self._raw_entry(record, "", listed_at))
+
+    def add_raw_recording(
+        self, session_id: str, record: dict[str, Any], listed_at: float | None = None
+    ) -> None:
+        """List ``record`` verbatim with the session's recordings (from ``listed_at``, default now)."""
+        with self._lock:
+            self._roster("recordings", session_id).add(self._raw_entry(record, "", listed_at))
+
+    def _raw_entry(self, record: dict[str, Any], status: str, at: float | None) -> _Raw:
+        """``record`` as a list entry placed at ``at`` (default now) by its id (call with the lock held)."""
+        raw_id = record.get("id")
+        sort_id = raw_id if isinstance(raw_id, str) else str(uuid.uuid4())
+        return _Raw((self._clock() if at is None else at, sort_id, -next(self._seq)), status, record)
+
+    def update_member(self, member_id: str, **fields: Any) -> None:
+        """Change a member: ``MEMBER_SCRIPT`` fields as add_member takes them, others verbatim.
+
+        ``update_member(mid, leave_time=t)``: it leaves at ``t``; ``duration=-5``: served as is.
+        A member keeps its place in the listing.
+        """
+        with self._lock:
+            _update(self._members[member_id], MEMBER_SCRIPT, fields)
+
+    def update_recording(self, recording_id: str, **fields: Any) -> None:
+        """Change a recording: ``RECORDING_SCRIPT`` fields as add_recording takes them, others verbatim.
+
+        ``processing=0``: completed once stopped; ``processing=math.inf``: never completed;
+        ``size_in_bytes=None``: served as is.
+        """
+        with self._lock:
+            _update(self._recordings[recording_id], RECORDING_SCRIPT, fields)
 
     def _entries(self) -> Iterable[Entry]:
         return [*super()._entries(), *self._raw]
@@ -174,6 +215,23 @@ class FakeSpace(SimulatedSpace):
             newest_first = sorted(self._sessions.values(), key=attrgetter("pos"), reverse=True)
             return [dict(session.record(now)) for session in newest_first]
 
+    def members(self, session_id: str) -> list[dict[str, Any]]:
+        """Ground truth: the session's members as its members listing serves them now, newest first.
+
+        Raw records from ``add_raw_member`` are left out; KeyError for an unknown session (the API: 404).
+        """
+        return self._served("members", session_id)
+
+    def recordings(self, session_id: str) -> list[dict[str, Any]]:
+        """Ground truth: the session's recordings as served now, newest first (as ``members``)."""
+        return self._served("recordings", session_id)
+
+    def _served(self, child: Child, session_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            now = self._clock()
+            listing = self._roster(child, session_id).listed(now)
+            return [dict(entry.record(now)) for entry in reversed(listing.all) if not isinstance(entry, _Raw)]
+
     # --- faults ----------------------------------------------------------------------------
 
     def fail_next(
@@ -187,7 +245,8 @@ class FakeSpace(SimulatedSpace):
         kind: FaultKind = "respond",
         delay: float = 0.1,
     ) -> None:
-        """Answer the next ``times`` matching requests with this response, before even auth.
+        """Answer the next ``times`` requests to ``endpoint`` (None: any) with this response, before
+        even auth. Endpoints: ``list``, ``get``, ``members``, ``recordings``.
 
         ``kind`` is how it is delivered: ``respond`` normally; ``reset`` closes the connection
         without any response (TCP RST); ``truncate`` announces one byte more than the body
@@ -244,3 +303,12 @@ class FakeSpace(SimulatedSpace):
             else:
                 links["next"] = bent
         return links
+
+
+def _update(child: Any, scripted: tuple[str, ...], fields: dict[str, Any]) -> None:
+    """Set the ``scripted`` fields on a simulated member or recording; serve the others verbatim."""
+    for name, value in fields.items():
+        if name in scripted:
+            setattr(child, name, value)
+        else:
+            child.overrides[name] = value
