@@ -1,4 +1,5 @@
-"""SignalWire Video REST API client: room-session listings (all pages) and single sessions.
+"""SignalWire Video REST API client: room-session listings, single sessions, and the members and
+recordings of a session (every listing read to its last page).
 
 Every request has a hard deadline (see :mod:`.transport`) and is retried on 429, 5xx and
 transport errors with exponential backoff and jitter, but never past the caller's deadline.
@@ -17,15 +18,25 @@ import re
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from email.utils import parsedate_to_datetime
+from typing import TypeVar
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
 from . import __version__
 from .config import PollConfig, SpaceConfig
-from .models import InvalidResponse, RoomSession, decode_page, decode_session
+from .models import (
+    InvalidResponse,
+    Member,
+    Recording,
+    RoomSession,
+    decode_members_page,
+    decode_page,
+    decode_recordings_page,
+    decode_session,
+)
 from .transport import DeadlineTransport, deadline
 
 log = logging.getLogger(__name__)
@@ -36,9 +47,12 @@ TEXT_LIMIT = 300  # characters of API-provided text in a message
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
 USER_AGENT = f"signalwire-video-exporter/{__version__}"
 
-# Receives every request's outcome: endpoint ("list" or "get"), HTTP status (None when no
-# response came) and seconds taken.
+# Receives every request's outcome: endpoint ("list", "get", "members" or "recordings"), HTTP
+# status (None when no response came) and seconds taken.
 RequestObserver = Callable[[str, int | None, float], None]
+T = TypeVar("T")
+# A listing page's body -> (records, links.next, ids of malformed records); see models.decode_page.
+PageDecoder = Callable[[bytes], tuple[list[T], str | None, list[str | None]]]
 
 _DIGITS = re.compile("[0-9]+")  # ASCII only: str.isdigit() also takes "²", which int() refuses
 
@@ -148,22 +162,65 @@ class ApiClient:
             "room_name": room_name or f.room_name,
             "room_name_matches": f.room_name_matches,
         }
+        return self._pages("list", LIST_PATH, params, decode_page, deadline)
+
+    def list_members(
+        self, session_id: str, deadline: float
+    ) -> Iterator[tuple[list[Member], list[str | None]]]:
+        """Yield (members, ids of malformed records) for every page of a session's members.
+
+        No page at all when the session does not exist (404: deleted); a session without members
+        has one empty page.
+        """
+        return self._session_pages("members", session_id, decode_members_page, deadline)
+
+    def list_recordings(
+        self, session_id: str, deadline: float
+    ) -> Iterator[tuple[list[Recording], list[str | None]]]:
+        """Yield (recordings, ids of malformed records) for every page of a session's recordings.
+
+        No page at all when the session does not exist (404: deleted), as :meth:`list_members`.
+        """
+        return self._session_pages("recordings", session_id, decode_recordings_page, deadline)
+
+    def _session_pages(
+        self, listing: str, session_id: str, decode: PageDecoder[T], deadline: float
+    ) -> Iterator[tuple[list[T], list[str | None]]]:
+        path = f"{LIST_PATH}/{quote(session_id, safe='')}/{listing}"
+        params = {"page_size": str(self.poll.page_size)}
+        return self._pages(listing, path, params, decode, deadline, missing_ok=True)
+
+    def _pages(
+        self,
+        endpoint: str,
+        path: str,
+        params: Mapping[str, str | None],
+        decode: PageDecoder[T],
+        deadline: float,
+        missing_ok: bool = False,
+    ) -> Iterator[tuple[list[T], list[str | None]]]:
+        """Yield (records, ids of malformed records) for every page of the listing at ``path``.
+
+        With ``missing_ok``, a 404 for the first page yields nothing (the listing's owner is
+        gone); a 404 for a later page fails: what was read is not the whole listing.
+        """
         url: str | None = str(
-            httpx.URL(self.space.base_url + LIST_PATH, params={k: v for k, v in params.items() if v})
+            httpx.URL(self.space.base_url + path, params={k: v for k, v in params.items() if v})
         )
         seen: set[str] = set()
         while url is not None:
             if len(seen) >= self.poll.max_pages:
                 raise ApiError("invalid_response", f"listing has more than {self.poll.max_pages} pages")
+            body = self._get(endpoint, url, deadline, missing_ok=missing_ok and not seen)
+            if body is None:
+                return
             seen.add(url)
-            body = self._get("list", url, deadline)
-            assert body is not None  # only get_session accepts a 404
             try:
-                sessions, next_link, malformed = decode_page(body)
+                records, next_link, malformed = decode(body)
             except InvalidResponse as exc:
                 raise ApiError("invalid_response", clip(str(exc))) from None
-            yield sessions, malformed
-            url = self._next_url(next_link, seen)
+            yield records, malformed
+            url = self._next_url(next_link, path, seen)
 
     def get_session(self, session_id: str, deadline: float) -> RoomSession | None:
         """The session with this id; None when the API says it does not exist (404).
@@ -174,7 +231,7 @@ class ApiClient:
         body = self._get("get", url, deadline, missing_ok=True)
         return None if body is None else decode_session(body)
 
-    def _next_url(self, link: str | None, seen: set[str]) -> str | None:
+    def _next_url(self, link: str | None, path: str, seen: set[str]) -> str | None:
         if not link:
             return None
         try:
@@ -189,7 +246,7 @@ class ApiClient:
                 f"refusing links.next to {clip(f'{parts.scheme}://{parts.hostname}')}: not the API origin "
                 f"{self._origin.scheme}://{self._origin.hostname} (credentials stay there)",
             )
-        if parts.path != LIST_PATH:
+        if parts.path != path:
             raise ApiError("invalid_response", f"links.next has an unexpected path {clip(repr(parts.path))}")
         if url in seen:
             raise ApiError("invalid_response", "links.next repeats a page already read (pagination loop)")

@@ -276,3 +276,142 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after(formatdate(now - 10, usegmt=True), now) == 0.0
     assert parse_retry_after("garbage", now) is None
     assert parse_retry_after(None, now) is None
+
+
+# --- members and recordings of a session ------------------------------------------------------
+
+
+def _children(client: ApiClient, child: str, session_id: str, seconds: float = 10.0) -> list[list[str]]:
+    """The ids on each page of a session's members or recordings."""
+    listing = client.list_members if child == "members" else client.list_recordings
+    return [[r.id for r in records] for records, _ in listing(session_id, deadline(seconds))]
+
+
+@pytest.mark.parametrize("child", ["members", "recordings"])
+def test_session_children_are_read_to_the_last_page(sim: FakeSpace, child: str) -> None:
+    session = sim.add_session()
+    add = sim.add_member if child == "members" else sim.add_recording
+    created = [add(session) for _ in range(5)]
+    add(sim.add_session())  # another session's
+    client = _client(sim, page_size=2)
+    pages = _children(client, child, session)
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert sorted(i for page in pages for i in page) == sorted(created)
+    assert {r.path for r in sim.requests} == {f"/api/video/room_sessions/{session}/{child}"}
+    assert sim.requests[0].query == {"page_size": "2"}
+    assert client.observe.counts == {(child, "200"): 3}
+
+
+def test_members_and_recordings_decode_as_served(sim: FakeSpace) -> None:
+    t0 = int(time.time()) - 3600  # members are listed once they have joined
+    session = sim.add_session(start_time=t0, quality="1080p")
+    member = sim.add_member(session, name="Ada", join_time=t0 + 10, leave_time=t0 + 130)
+    present = sim.add_member(session, join_time=t0 + 20)
+    recording = sim.add_recording(session, started_at=t0)
+    sim.complete_session(session, cost_in_dollars=0.5, end_time=t0 + 300)
+    client = _client(sim)
+    [(members, [])] = list(client.list_members(session, deadline()))
+    [(recordings, [])] = list(client.list_recordings(session, deadline()))
+    first = next(m for m in members if m.id == member)
+    assert (first.name, first.join_ts, first.leave_ts, first.seconds) == (
+        "Ada",
+        t0 + 10,
+        t0 + 130,
+        120,
+    )
+    assert first.cost_in_dollars == 0.007 and first.room_session_id == session
+    assert next(m for m in members if m.id == present).seconds == 280  # left when the session ended
+    [done] = recordings
+    assert (done.id, done.is_completed, done.seconds, done.size_in_bytes) == (
+        recording,
+        True,
+        300,
+        300 * 375_000,
+    )
+    assert (done.format, done.cost_in_dollars, done.invalid_reason()) == ("video/mp4", 0.0225, None)
+
+
+@pytest.mark.parametrize("child", ["members", "recordings"])
+def test_children_of_a_deleted_session_are_no_page_at_all(sim: FakeSpace, child: str) -> None:
+    empty, gone = sim.add_session(), sim.add_session()
+    sim.delete_session(gone)
+    client = _client(sim)
+    assert _children(client, child, gone) == []
+    assert _children(client, child, empty) == [[]]  # one empty page: known, and nobody in it
+    assert client.observe.counts == {(child, "404"): 1, (child, "200"): 1}
+
+
+def test_a_session_deleted_mid_listing_fails_the_listing(sim: FakeSpace) -> None:
+    session = sim.add_session()
+    for _ in range(3):
+        sim.add_member(session)
+    pages = _client(sim, page_size=1).list_members(session, deadline())
+    next(pages)
+    sim.delete_session(session)
+    with pytest.raises(ApiError) as info:
+        next(pages)
+    assert info.value.reason == "invalid_response"  # what was read is not the whole listing
+    assert "HTTP 404" in str(info.value)
+
+
+@pytest.mark.parametrize("child", ["members", "recordings"])
+def test_faults_on_children_are_retried_or_fail_with_their_reason(sim: FakeSpace, child: str) -> None:
+    session = sim.add_session()
+    other = "recordings" if child == "members" else "members"
+    sim.fail_next(500, endpoint=child)
+    client = _client(sim)
+    assert _children(client, child, session) == [[]]
+    assert client.observe.counts == {(child, "500"): 1, (child, "200"): 1}
+    sim.fail_next(403, endpoint=child)
+    assert _children(client, other, session) == [[]]  # the fault waits for its endpoint
+    with pytest.raises(ApiError) as info:
+        _children(client, child, session)
+    assert info.value.reason == "unauthorized"
+    sim.fail_next(200, body=b"<html>maintenance</html>", endpoint=child)
+    with pytest.raises(ApiError, match=f"not a {child} page") as info:
+        _children(client, child, session)
+    assert info.value.reason == "invalid_response"
+
+
+def test_malformed_children_are_set_apart(sim: FakeSpace) -> None:
+    session = sim.add_session()
+    good = sim.add_member(session)
+    negative = sim.add_member(session, duration=-5)
+    sim.add_raw_member(session, {"id": "bad-1", "join_time": "yesterday"})
+    sim.add_raw_member(session, {"name": "no id"})
+    null_size = sim.add_recording(session, size_in_bytes=None)
+    sim.complete_session(session, cost_in_dollars=0.1)
+    client = _client(sim)
+    [(members, malformed)] = list(client.list_members(session, deadline()))
+    assert sorted(m.id for m in members) == sorted([good, negative])
+    assert set(malformed) == {"bad-1", None}
+    assert {m.id: m.invalid_reason() for m in members} == {good: None, negative: "invalid_duration"}
+    [([recording], [])] = list(client.list_recordings(session, deadline()))
+    assert (recording.id, recording.invalid_reason()) == (null_size, "invalid_size")
+
+
+def test_children_links_are_held_to_their_listing_and_origin(sim: FakeSpace) -> None:
+    session = sim.add_session()
+    for _ in range(3):
+        sim.add_member(session)
+    client = _client(sim, page_size=1)
+    sim.next_link_hook = lambda link: link.replace(f"/{session}/members", "")  # to the sessions list
+    with pytest.raises(ApiError, match="unexpected path"):
+        _children(client, "members", session)
+    with FakeSpace(PROJECT, TOKEN) as elsewhere:
+        sim.next_link_hook = lambda link: link.replace(sim.base_url, elsewhere.base_url)
+        with pytest.raises(ApiError, match=r"refusing links\.next"):
+            _children(client, "members", session)
+        assert elsewhere.requests == []
+    first: list[str] = []
+
+    def loop(link: str) -> str:
+        first.append(link)
+        return first[0]
+
+    sim.next_link_hook = loop
+    with pytest.raises(ApiError, match="pagination loop"):
+        _children(client, "members", session)
+    sim.next_link_hook = None
+    with pytest.raises(ApiError, match="more than 2 pages"):
+        _children(_client(sim, page_size=1, max_pages=2), "members", session)
