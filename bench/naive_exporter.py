@@ -7,7 +7,8 @@ an exporter the plain way:
 
 - the stdlib's ``urllib`` in place of ``requests`` (not installed here): the same pattern, a new
   connection per request and the JSON decoded into dicts;
-- the API's default page size (no ``page_size`` parameter), following ``links.next``;
+- the API's default page size (no ``page_size`` parameter) unless ``--page-size`` says otherwise,
+  following ``links.next``;
 - module-level prometheus_client ``Gauge``s, cleared and set with ``.labels(...).set(...)`` on
   every poll; ``start_http_server``; a ``while True: poll(); sleep(interval)`` loop.
 
@@ -65,13 +66,24 @@ def room_sessions(base_url: str, auth: str, **params: str) -> Iterator[dict[str,
         url = page["links"].get("next")
 
 
-def poll(base_url: str, auth: str, window: float, rooms: bool, now: float | None = None) -> None:
-    """Read the sessions and set every gauge; ``now`` defaults to the time (the benchmark sets it)."""
+def poll(
+    base_url: str,
+    auth: str,
+    window: float,
+    rooms: bool,
+    now: float | None = None,
+    page_size: int | None = None,
+) -> None:
+    """Read the sessions and set every gauge; ``now`` defaults to the time (the benchmark sets it).
+
+    ``page_size`` None sends none: the API's default.
+    """
     started = time.time()
     now = started if now is None else now
-    active = list(room_sessions(base_url, auth, status="in-progress"))
+    paging = {} if page_size is None else {"page_size": str(page_size)}
+    active = list(room_sessions(base_url, auth, status="in-progress", **paging))
     completed = []
-    for session in room_sessions(base_url, auth, status="completed"):
+    for session in room_sessions(base_url, auth, status="completed", **paging):
         if timestamp(session["created_at"]) < now - window:
             break
         if session["end_time"] and timestamp(session["end_time"]) >= now - window:
@@ -123,11 +135,12 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=30.0, help="seconds to sleep between polls")
     parser.add_argument("--window", type=float, default=300.0, help="seconds of completed sessions")
     parser.add_argument("--rooms", action="store_true", help="also per-room gauges")
+    parser.add_argument("--page-size", type=int, help="sessions per page (default: the API's)")
     args = parser.parse_args()
     auth = "Basic " + base64.b64encode(f"{args.project_id}:{args.api_token}".encode()).decode()
     start_http_server(args.port, addr="127.0.0.1")
     while True:
-        poll(args.base_url, auth, args.window, args.rooms)
+        poll(args.base_url, auth, args.window, args.rooms, page_size=args.page_size)
         time.sleep(args.interval)
 
 

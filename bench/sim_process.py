@@ -6,9 +6,16 @@ code measured in the parent. The parent drives it through a ``Pipe`` (:class:`Si
 Workload: ``active`` sessions in progress, and every interval ``churn`` of them complete while
 ``churn`` new ones start. ``order="fifo"``: the oldest in-progress sessions complete (every
 session lasts active/churn intervals); ``order="random"``: they are picked at random (lifetimes
-are then exponential with the same mean). The population starts in that steady state, with
-enough completed history behind it for the exporter's walks: a listing goes as deep as it
-would on a space that had been running for hours. Benchmark only, never used by the exporter.
+are then exponential with the same mean); ``order="realistic"`` (issue 13): picked at random too,
+but the population is aged as a real space's: a fifth of the sessions 2-4 hours old, the rest
+under 2 hours, with 24 hours of completed history. The population starts in that state, with
+enough completed history behind it for the exporter's walks: a listing goes as deep as it would
+on a space that had been running for hours.
+
+As in SignalWire, a room holds at most one session in progress at a time: a new session takes a
+room with none, at random from a pool of room names, and its room is free again once it ends
+(the completed history is laid out the same way, in time order). A just-ended session is then
+the newest of its room's completed listing. Benchmark only, never used by the exporter.
 """
 
 from __future__ import annotations
@@ -21,16 +28,19 @@ import random
 import threading
 import time
 import uuid
+from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from typing import Any, Literal
+from operator import attrgetter
+from typing import Any, Literal, NamedTuple
 
 from exporter.simulator import FPS_MIX, LIST_PATH, QUALITY_MIX
 from tests.support.fake_api import FakeSpace
 
-Order = Literal["fifo", "random"]
+Order = Literal["fifo", "random", "realistic"]
 Endpoint = tuple[str, str, str]  # base_url, project_id, api_token
+HOUR = 3600.0
 
 
 @dataclass(frozen=True)
@@ -39,7 +49,6 @@ class Workload:
     order: Order = "fifo"
     churn: int = 1000  # sessions completing (and starting) per interval
     interval: float = 30.0  # seconds of simulated time per step
-    rooms: int = 600  # distinct room names
     history: float = 10.0  # intervals of completed sessions kept beyond the lifetimes (>= lookback)
     seed: int = 1
 
@@ -48,24 +57,78 @@ class Workload:
         """Mean session lifetime, in intervals."""
         return self.active / self.churn
 
+    @property
+    def rooms(self) -> int:
+        """Room names: free ones to spare for every session that starts."""
+        return max(600, 2 * self.active + self.churn)
+
+    @property
+    def depth(self) -> int:
+        """Intervals of completed history made at setup."""
+        if self.order == "realistic":
+            return math.ceil(24 * HOUR / self.interval)
+        return math.ceil(self.history + (2 if self.order == "fifo" else 3 * self.lifetime))
+
+    def age(self, rng: random.Random) -> float:
+        """Seconds from creation to end of a session that completes now."""
+        if self.order == "realistic":
+            return rng.uniform(2, 4) * HOUR if rng.random() < 0.2 else rng.uniform(0, 2) * HOUR
+        mean = self.lifetime * self.interval
+        return mean if self.order == "fifo" else rng.expovariate(1 / mean)
+
+    def live_ages(self, rng: random.Random) -> list[float]:
+        """Seconds since creation of the sessions in progress at the start."""
+        if self.order == "fifo":  # evenly spread over one lifetime
+            return [(i + rng.random()) / self.churn * self.interval for i in range(self.active)]
+        return [self.age(rng) for _ in range(self.active)]
+
+
+class Floor(NamedTuple):
+    """The requests a poll needs to see the in-progress sessions and the interval's ends.
+
+    ``total`` is issue 13's floor: in-progress pages, the pages that hold as many completed
+    sessions as ended in the interval, and then either a lookup (one request) for each ended
+    session beyond them or the pages on to the deepest, whichever is fewer. ``least`` (at most the
+    floor) reads on to the best page instead, then looks up the rest at one request each.
+    """
+
+    in_progress: int  # pages of the in-progress listing
+    completions: int  # pages that hold as many completed sessions as ended in the interval
+    beyond: int  # min(ended sessions beyond those pages, pages on to the deepest of them)
+    mixed: int  # min over k of (k pages read on + ended sessions beyond them)
+
+    @property
+    def total(self) -> int:
+        return self.in_progress + self.completions + self.beyond
+
+    @property
+    def least(self) -> int:
+        return self.in_progress + self.completions + self.mixed
+
 
 class _Space:
-    """One simulated space and the ids of its in-progress sessions, oldest first."""
+    """One simulated space, its in-progress sessions (oldest first) and its free rooms."""
 
     def __init__(self, index: int, work: Workload, clock: Any, now: float) -> None:
         self.work, self.rng = work, random.Random(work.seed * 1000 + index)
         self.project, self.token = f"bench-{index}", f"token-{index}-{work.seed}"
         self.sim = FakeSpace(self.project, self.token, clock=clock, seed=work.seed)
-        self.rooms = [f"room-{r:04d}" for r in range(work.rooms)]
-        self.live: dict[str, None] = {}  # insertion order: creation order
+        self.free = [f"room-{r:06d}" for r in range(work.rooms)]  # rooms with no session in progress
+        self.live: dict[str, tuple[str, float]] = {}  # id -> (room, created); in creation order
+        self.ended: list[tuple[float, str]] = []  # (created, id) of the sessions the last step ended
         self._populate(now)
         self.base_url = self.sim.start()
 
-    def _add(self, created: float) -> str:
+    def _take_room(self) -> str:
+        free, i = self.free, self.rng.randrange(len(self.free))
+        free[i], free[-1] = free[-1], free[i]
+        return free.pop()
+
+    def _add(self, created: float, room: str) -> str:
         rng = self.rng
         return self.sim.add_session(
             id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
-            name=rng.choice(self.rooms),
+            name=room,
             quality=rng.choices(*QUALITY_MIX)[0],
             fps=rng.choices(*FPS_MIX)[0],
             max_members=rng.randint(2, 50),
@@ -77,21 +140,28 @@ class _Space:
         self.sim.complete_session(sid, cost_in_dollars=round(self.rng.uniform(0.01, 2.0), 4), end_time=end)
 
     def _populate(self, now: float) -> None:
-        work, rng, interval = self.work, self.rng, self.work.interval
-        fifo = work.order == "fifo"
-
-        def age() -> float:  # in intervals, of a session in progress now or completing now
-            return work.lifetime if fifo else rng.expovariate(1 / work.lifetime)
-
-        ages = [(i + rng.random()) / work.churn if fifo else age() for i in range(work.active)]
-        depth = math.ceil(work.history + (2 if fifo else 3 * work.lifetime))
+        work, rng = self.work, self.rng
+        live = sorted(now - age for age in work.live_ages(rng))
+        history = []  # (created, end): ``churn`` sessions ended in each earlier interval
+        for step in range(work.depth):
+            for _ in range(work.churn):
+                end = now - (step + rng.random()) * work.interval
+                history.append((end - work.age(rng), end))
+        # Rooms in time order, so that no room ever has two sessions in progress.
+        events = [(created, 1, i) for i, created in enumerate(live)]
+        events += [(created, 1, -1 - i) for i, (created, _) in enumerate(history)]
+        events += [(end, 0, -1 - i) for i, (_, end) in enumerate(history)]
+        rooms: dict[int, str] = {}
+        for _, starts, i in sorted(events):
+            if starts:
+                rooms[i] = self._take_room()
+            else:
+                self.free.append(rooms[i])
         with self.sim.bulk():
-            for created in sorted(now - a * interval for a in ages):
-                self.live[self._add(created)] = None
-            for step in range(depth):  # ``churn`` sessions ended in each earlier interval
-                for _ in range(work.churn):
-                    end = now - (step + rng.random()) * interval
-                    self._complete(self._add(end - age() * interval), end)
+            for i, created in enumerate(live):
+                self.live[self._add(created, rooms[i])] = rooms[i], created
+            for i, (created, end) in enumerate(history):
+                self._complete(self._add(created, rooms[-1 - i]), end)
 
     def step(self, before: float, now: float) -> None:
         """``churn`` sessions complete and as many start between ``before`` and ``now``."""
@@ -101,11 +171,35 @@ class _Space:
             ending = list(itertools.islice(self.live, count))
         else:
             ending = rng.sample(list(self.live), count)
-        for sid in ending:
-            del self.live[sid]
-            self._complete(sid, before + rng.random() * (now - before))
+        # New sessions take their rooms first: one may start before the session it would follow ends.
         for created in sorted(before + rng.random() * (now - before) for _ in range(work.churn)):
-            self.live[self._add(created)] = None
+            room = self._take_room()
+            self.live[self._add(created, room)] = room, created
+        self.ended = []
+        for sid in ending:
+            room, created = self.live.pop(sid)
+            self._complete(sid, before + rng.random() * (now - before))
+            self.free.append(room)
+            self.ended.append((created, sid))
+
+    def floor(self, page_size: int) -> Floor:
+        """The floor after the last step, from the positions of its ended sessions in the listing."""
+        # The completed listing as the space serves it (oldest first here); ids make keys unique.
+        rows = self.sim._listing._index["status", "completed"]
+        positions = sorted(
+            len(rows) - 1 - bisect_left(rows, key, key=attrgetter("key")) for key in self.ended
+        )
+        pages = math.ceil(len(positions) / page_size)
+        last = math.ceil((positions[-1] + 1) / page_size) if positions else 0  # page of the deepest
+
+        def beyond(page: int) -> int:  # ended sessions past the first ``page`` pages
+            return len(positions) - bisect_left(positions, page * page_size)
+
+        lookups = beyond(pages)
+        deeper = last - pages if lookups else 0
+        mixed = min((k - pages + beyond(k) for k in range(pages, last + 1)), default=0)
+        in_progress = max(1, math.ceil(len(self.live) / page_size))
+        return Floor(in_progress, pages, min(lookups, deeper), mixed)
 
 
 def _classify(query: dict[str, str], path: str) -> str:
@@ -167,6 +261,9 @@ class _Child:
     def latency(self, seconds: float) -> None:
         for space in self.spaces:
             space.sim.latency = seconds
+
+    def floor(self, page_size: int) -> list[Floor]:
+        return [space.floor(page_size) for space in self.spaces]
 
     def requests(self) -> list[Counter[str]]:
         """Per space, the requests answered since the last call, by kind (see ``_classify``)."""
@@ -231,6 +328,11 @@ class SimProcess:
 
     def latency(self, seconds: float) -> None:
         self._call("latency", seconds)
+
+    def floor(self, page_size: int) -> list[Floor]:
+        """Per space, the floor of a poll now (see :class:`Floor`), the last step's churn being new."""
+        floors: list[Floor] = self._call("floor", page_size)
+        return floors
 
     def requests(self) -> list[Counter[str]]:
         counts: list[Counter[str]] = self._call("requests")
