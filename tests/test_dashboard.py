@@ -77,9 +77,53 @@ def test_dashboard_structure() -> None:
         "signalwire_video_poll_errors_total{",
         "signalwire_video_api_request_duration_seconds_bucket{",
         "signalwire_video_last_poll_success_timestamp_seconds{",
+        "signalwire_video_members_active{",
+        "signalwire_video_room_session_members_bucket{",
+        "signalwire_video_room_session_peak_members_bucket{",
+        "signalwire_video_room_session_capacity_utilization_ratio_bucket{",
+        "signalwire_video_member_seconds_total{",
+        "signalwire_video_recordings_total{",
+        "signalwire_video_recording_seconds_total{",
+        "signalwire_video_recording_bytes_total{",
+        "signalwire_video_recording_cost_dollars_total{",
+        "signalwire_video_recordings_pending{",
+        "signalwire_video_recordings_skipped_total{",
     ):
         assert needed in exprs, needed
     assert re.search(r"\[1d\]", exprs) and re.search(r"\[1h\]", exprs)  # cost per day and per hour
+    rows = [panel["title"] for panel in dash["panels"] if panel["type"] == "row"]
+    assert rows[-2:] == ["People", "Recordings"]
+
+
+def test_panels_tile_the_grid_without_overlapping() -> None:
+    taken: dict[tuple[int, int], str] = {}
+    for panel in _dashboard()["panels"]:
+        pos = panel["gridPos"]
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, panel["title"]
+        for x in range(pos["x"], pos["x"] + pos["w"]):
+            for y in range(pos["y"], pos["y"] + pos["h"]):
+                assert (x, y) not in taken, f"{panel['title']} overlaps {taken[(x, y)]}"
+                taken[(x, y)] = panel["title"]
+
+
+# families published only with an option on, and the option a panel that reads them names when empty
+OPTIONS = {
+    "signalwire_video_members_active": "members.live",
+    "signalwire_video_room_session_members": "members.enabled",
+    "signalwire_video_room_session_peak_members": "members.enabled",
+    "signalwire_video_room_session_capacity_utilization_ratio": "members.enabled",
+    "signalwire_video_member_seconds_total": "members.enabled",
+    "signalwire_video_recording": "recordings.enabled",
+}
+
+
+def test_panels_of_opt_in_families_say_which_option_they_need() -> None:
+    for panel in _dashboard()["panels"]:
+        exprs = " ".join(target["expr"] for target in panel.get("targets", []))
+        families = re.findall(r"signalwire_video_\w+", exprs)
+        needed = {option for prefix, option in OPTIONS.items() for f in families if f.startswith(prefix)}
+        no_value = panel.get("fieldConfig", {}).get("defaults", {}).get("noValue", "")
+        assert needed == set(re.findall(r"(?:members|recordings)\.\w+", no_value)), panel["title"]
 
 
 def _free_port() -> int:
@@ -207,6 +251,43 @@ def test_live_values_are_plausible(prometheus: str) -> None:
     assert up[0]["value"][1] == "1"
     age = query(prometheus, 'time() - signalwire_video_last_poll_success_timestamp_seconds{space="demo"}')
     assert 0 <= float(age[0]["value"][1]) < 30
+
+
+# panels of the People and Recordings rows the demo must show above 0: its traffic keeps members
+# present, sessions ending (a quarter of them full) and recordings completing (some still processing)
+MOVING = {
+    "Live members",
+    "Participants per session (last hour)",
+    "Participant-minutes per hour by quality / fps",
+    "Live members by quality / fps",
+    "Capacity utilization p95 by quality / fps (last hour)",
+    "Sessions at capacity (last hour)",
+    "Recordings per hour",
+    "Recorded minutes per hour",
+    "Recorded bytes per hour",
+    "Recording cost per hour",
+    "Pending recordings",
+}
+
+
+def test_people_and_recordings_panels_show_the_demo_moving(prometheus: str) -> None:
+    """Series alone could be all 0 (or NaN): each panel's query shows a positive value at some point
+    while the demo runs. Counters per hour move only when sessions end after the first scrape."""
+    targets = [(title, expr) for title, expr in _targets(_dashboard()) if title.rsplit(" [", 1)[0] in MOVING]
+    assert {title.rsplit(" [", 1)[0] for title, _ in targets} == MOVING
+    still_zero = dict(targets)
+
+    def all_seen_positive() -> bool:
+        for title, expr in list(still_zero.items()):
+            values = [float(series["value"][1]) for series in query(prometheus, substitute(expr))]
+            if any(value > 0 for value in values):  # NaN (no session in the window) is not
+                del still_zero[title]
+        return not still_zero
+
+    try:
+        _wait(all_seen_positive, 180, "the demo's members and recordings")
+    except AssertionError:
+        raise AssertionError(f"never above 0: {sorted(still_zero)}") from None
 
 
 def _exporter_up_panels() -> dict[str, str]:
