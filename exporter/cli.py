@@ -20,7 +20,15 @@ from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTO
 
 from . import __version__
 from .collector import SessionCollector
-from .config import LOG_LEVELS, Config, ConfigError, SpaceConfig, load_config, readable_by_others
+from .config import (
+    LOG_LEVELS,
+    Config,
+    ConfigError,
+    MembersConfig,
+    SpaceConfig,
+    load_config,
+    readable_by_others,
+)
 from .exposition import Exposition
 from .logs import setup_logging
 from .poller import SpacePoller
@@ -66,8 +74,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _demo_config(config: Config, demo: SimulatedSpace, project_id: str, token: str) -> Config:
+    """The simulated space, polled often, with members (also live) and recordings read."""
     space = SpaceConfig("demo", demo.base_url, project_id, token)
-    return replace(config, spaces=(space,), poll=replace(config.poll, interval=DEMO_INTERVAL))
+    return replace(
+        config,
+        spaces=(space,),
+        poll=replace(config.poll, interval=DEMO_INTERVAL),
+        members=MembersConfig(enabled=True, live=True),
+        recordings=replace(config.recordings, enabled=True),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,7 +160,14 @@ def _build(
     """
     names = [s.name for s in config.spaces]
     snapshots = Snapshots(names)
-    state = StateFile(config.state_path, config.duration_buckets) if config.state_path else None
+    state = None
+    if config.state_path:
+        state = StateFile(
+            config.state_path,
+            config.duration_buckets,
+            member_buckets=config.member_buckets,
+            utilization_buckets=config.utilization_buckets,
+        )
     resumed = state.load(names) if state else {}
     for name, accounting in resumed.items():  # counters continue from the stored values
         snapshots.publish(SpaceSnapshot(name, last_success=accounting.last_success, totals=accounting.totals))
@@ -165,7 +187,7 @@ def _build(
 
 def build_exposition(snapshots: Snapshots, config: Config, fresh: bool = False) -> Exposition:
     """What ``/metrics`` serves (with process metrics when ``fresh``) and ``--once`` prints."""
-    collector = SessionCollector(snapshots, config.duration_buckets, config.rooms_enabled)
+    collector = SessionCollector(snapshots, config)
     return Exposition(
         snapshots, collector, (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR) if fresh else ()
     )

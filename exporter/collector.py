@@ -21,12 +21,15 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from . import BUILD_LABELS, build_info
+from .config import Config
 from .snapshot import (
     DEFERRED_WORK,
     ENDPOINTS,
     KEYS,
+    MEMBER_SKIP_REASONS,
     OTHER_ROOM,
     POLL_ERROR_REASONS,
+    RECORDING_SKIP_REASONS,
     REQUEST_BUCKETS,
     REQUEST_CODES,
     SKIP_REASONS,
@@ -50,12 +53,19 @@ def _buckets(bounds: tuple[float, ...], hist: Histogram) -> list[tuple[str, floa
 class SessionCollector(Collector):
     """Yields every ``signalwire_video_*`` family from the current snapshots."""
 
-    def __init__(self, snapshots: Snapshots, buckets: tuple[float, ...], rooms_enabled: bool) -> None:
-        self.snapshots, self.buckets, self.rooms_enabled = snapshots, buckets, rooms_enabled
+    def __init__(self, snapshots: Snapshots, config: Config) -> None:
+        self.snapshots, self.config = snapshots, config
+        self.buckets, self.rooms_enabled = config.duration_buckets, config.rooms_enabled
 
     def collect(self) -> Iterator[Metric]:
         spaces = sorted(self.snapshots.current.values(), key=lambda s: s.name)
         yield from self._sessions(spaces)
+        if self.config.members.enabled:
+            yield from self._people(spaces)
+        if self.config.members.live:
+            yield from self._live_members(spaces)
+        if self.config.recordings.enabled:
+            yield from self._recordings(spaces)
         if self.rooms_enabled:
             yield from self._rooms(spaces)
         yield from self._health(spaces)
@@ -108,6 +118,99 @@ class SessionCollector(Collector):
                 oldest.add_metric([s.name], act.oldest_start)
         yield from (active, members, oldest, completed, cost, durations)
 
+    def _people(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
+        labels = ["space", "quality", "fps"]
+        members = HistogramMetricFamily(
+            P + "room_session_members",
+            "Members who joined each completed room session (distinct by member id).",
+            labels=labels,
+        )
+        peak = HistogramMetricFamily(
+            P + "room_session_peak_members",
+            "Most members present at once in each completed room session.",
+            labels=labels,
+        )
+        ratio = HistogramMetricFamily(
+            P + "room_session_capacity_utilization_ratio",
+            "Peak members / max_members of each completed room session (max_members > 0).",
+            labels=labels,
+        )
+        seconds = CounterMetricFamily(
+            P + "member_seconds", "Participant-seconds of completed room sessions.", labels=labels
+        )
+        cost = CounterMetricFamily(
+            P + "member_cost_dollars",
+            "Sum of the members' cost_in_dollars of completed room sessions.",
+            labels=labels,
+        )
+        skipped = CounterMetricFamily(
+            P + "members_skipped",
+            "Member records left out of the counters, by reason.",
+            labels=["space", "reason"],
+        )
+        counts, ratios = self.config.member_buckets, self.config.utilization_buckets
+        for s in spaces:
+            people = s.totals.people
+            for key in KEYS:
+                values = [s.name, *key]
+                for family, bounds, hists in (
+                    (members, counts, people.members),
+                    (peak, counts, people.peak),
+                    (ratio, ratios, people.utilization),
+                ):
+                    hist = hists.get(key) or Histogram.empty(bounds)
+                    family.add_metric(values, _buckets(bounds, hist), hist.total)
+                seconds.add_metric(values, people.seconds.get(key, 0.0))
+                cost.add_metric(values, people.cost.get(key, 0.0))
+            for reason in MEMBER_SKIP_REASONS:
+                skipped.add_metric([s.name, reason], people.skipped.get(reason, 0))
+        yield from (members, peak, ratio, seconds, cost, skipped)
+
+    def _live_members(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
+        active = GaugeMetricFamily(
+            P + "members_active",
+            "Members present now in in-progress room sessions (members.live).",
+            labels=["space", "quality", "fps"],
+        )
+        for s in spaces:
+            for key in KEYS:
+                active.add_metric([s.name, *key], s.activity.members_active.get(key, 0))
+        yield active
+
+    def _recordings(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
+        families = {
+            "count": CounterMetricFamily(P + "recordings", "Completed recordings counted.", labels=["space"]),
+            "seconds": CounterMetricFamily(
+                P + "recording_seconds", "Duration of completed recordings.", labels=["space"]
+            ),
+            "bytes": CounterMetricFamily(
+                P + "recording_bytes", "Size of completed recordings.", labels=["space"]
+            ),
+            "cost": CounterMetricFamily(
+                P + "recording_cost_dollars",
+                "Sum of cost_in_dollars of completed recordings.",
+                labels=["space"],
+            ),
+        }
+        pending = GaugeMetricFamily(
+            P + "recordings_pending",
+            "Recordings of counted sessions that have not completed yet.",
+            labels=["space"],
+        )
+        skipped = CounterMetricFamily(
+            P + "recordings_skipped",
+            "Recordings left out of the counters, by reason.",
+            labels=["space", "reason"],
+        )
+        for s in spaces:
+            totals = s.totals.recordings
+            for name, family in families.items():
+                family.add_metric([s.name], getattr(totals, name))
+            pending.add_metric([s.name], s.activity.recordings_pending)
+            for reason in RECORDING_SKIP_REASONS:
+                skipped.add_metric([s.name, reason], totals.skipped.get(reason, 0))
+        yield from (*families.values(), pending, skipped)
+
     def _rooms(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
         active = GaugeMetricFamily(
             P + "room_active_sessions",
@@ -119,12 +222,21 @@ class SessionCollector(Collector):
             "Cost of completed sessions per room (capped).",
             labels=["space", "room"],
         )
+        seconds = CounterMetricFamily(
+            P + "room_member_seconds",
+            "Participant-seconds of completed sessions per room (capped; members.enabled).",
+            labels=["space", "room"],
+        )
         for s in spaces:
-            rooms = sorted({*s.activity.room_active, *s.totals.room_cost, OTHER_ROOM})
+            people = s.totals.people.room_seconds
+            rooms = sorted({*s.activity.room_active, *s.totals.room_cost, *people, OTHER_ROOM})
             for room in rooms:
                 active.add_metric([s.name, room], s.activity.room_active.get(room, 0))
                 cost.add_metric([s.name, room], s.totals.room_cost.get(room, 0.0))
+                seconds.add_metric([s.name, room], people.get(room, 0.0))
         yield from (active, cost)
+        if self.config.members.enabled:
+            yield seconds
 
     def _health(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
         up = GaugeMetricFamily(P + "up", "1 if the latest poll of the space succeeded.", labels=["space"])

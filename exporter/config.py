@@ -21,7 +21,7 @@ import yaml
 from msgspec import Meta
 
 from .schema import REPORTED, Parse, decode, given
-from .snapshot import DEFAULT_DURATION_BUCKETS
+from .snapshot import DEFAULT_DURATION_BUCKETS, DEFAULT_MEMBER_BUCKETS, DEFAULT_UTILIZATION_BUCKETS
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
@@ -110,7 +110,7 @@ def _listen_address(value: object) -> str:
 
 def _buckets(value: object) -> tuple[float, ...]:
     if not isinstance(value, list) or not value:
-        raise ValueError("must be a non-empty list of seconds")
+        raise ValueError("must be a non-empty list of numbers")
     if not all(isinstance(b, int | float) and not isinstance(b, bool) for b in value):
         raise ValueError("must contain numbers only")
     buckets = tuple(float(b) for b in value)
@@ -178,6 +178,23 @@ class PollConfig:
 
 
 @dataclass(frozen=True)
+class MembersConfig:
+    """``members:``: read the members of sessions (docs/metrics.md, "People"); one request each."""
+
+    enabled: bool = False  # of every counted completed session, once
+    live: bool = False  # of every in-progress session, every poll
+
+
+@dataclass(frozen=True)
+class RecordingsConfig:
+    """``recordings:``: read the recordings of counted sessions; one request per session and poll
+    until each of its recordings has completed, or for at most ``max_wait`` after it ended."""
+
+    enabled: bool = False
+    max_wait: _Duration = 3600.0
+
+
+@dataclass(frozen=True)
 class ServerLimits:
     """What one client may take of the HTTP server (``server:`` keys; docs/security.md); seconds."""
 
@@ -197,6 +214,10 @@ class Config:
     state_path: str | None = None
     max_backfill: float = 86400.0
     duration_buckets: tuple[float, ...] = DEFAULT_DURATION_BUCKETS
+    member_buckets: tuple[float, ...] = DEFAULT_MEMBER_BUCKETS
+    utilization_buckets: tuple[float, ...] = DEFAULT_UTILIZATION_BUCKETS
+    members: MembersConfig = MembersConfig()
+    recordings: RecordingsConfig = RecordingsConfig()
     rooms_enabled: bool = False
     rooms_max: int = 50
     log_level: str = "info"
@@ -252,6 +273,8 @@ class _Rooms:
 @dataclass(frozen=True)
 class _Metrics:
     duration_buckets: Annotated[tuple[float, ...], Parse(_buckets)] = DEFAULT_DURATION_BUCKETS
+    member_buckets: Annotated[tuple[float, ...], Parse(_buckets)] = DEFAULT_MEMBER_BUCKETS
+    utilization_buckets: Annotated[tuple[float, ...], Parse(_buckets)] = DEFAULT_UTILIZATION_BUCKETS
     rooms: _Rooms = _Rooms()
 
 
@@ -266,6 +289,8 @@ class _File:
     server: _Server = _Server()
     poll: PollConfig = PollConfig()
     state: _State = _State()
+    members: MembersConfig = MembersConfig()
+    recordings: RecordingsConfig = RecordingsConfig()
     metrics: _Metrics = _Metrics()
     logging: _Logging = _Logging()
     # Each entry is a _Space, decoded by _space with the rules that relate its keys.
@@ -346,6 +371,10 @@ def parse_config(raw: object, env: Mapping[str, str] | None = None, need_spaces:
         state_path=doc.state.path,
         max_backfill=doc.state.max_backfill,
         duration_buckets=doc.metrics.duration_buckets,
+        member_buckets=doc.metrics.member_buckets,
+        utilization_buckets=doc.metrics.utilization_buckets,
+        members=doc.members,
+        recordings=doc.recordings,
         rooms_enabled=doc.metrics.rooms.enabled,
         rooms_max=doc.metrics.rooms.max,
         log_level=doc.logging.level,

@@ -18,8 +18,10 @@ from dataclasses import replace
 from .api import ApiClient, ApiError
 from .config import Config, SpaceConfig
 from .economy import ROOM_PAGE_SIZE, Budget, density, read_on
+from .enricher import Enricher
+from .enrichment import apply_enrichment, recordings_pending
 from .models import COMPLETED, IN_PROGRESS, InvalidResponse, RoomSession
-from .snapshot import Requests, Snapshots, SpaceSnapshot, request_code
+from .snapshot import DEFERRED_WORK, Requests, Snapshots, SpaceSnapshot, request_code
 from .state import Accounting, Live, Observation, Settings, apply, summarize
 from .statefile import StateFile
 
@@ -51,11 +53,17 @@ class SpacePoller:
             rooms_enabled=config.rooms_enabled,
             rooms_max=config.rooms_max,
             max_backfill=config.max_backfill,
+            members=config.members.enabled,
+            recordings=config.recordings.enabled,
+            recording_max_wait=config.recordings.max_wait,
+            member_buckets=config.member_buckets,
+            utilization_buckets=config.utilization_buckets,
         )
+        self.enricher = Enricher(space.name, config, self.client)
         self._order_warned = False
         self.budget = Budget(config.poll.max_requests)  # renewed by every poll
         self.deferred: dict[str, int] = {}  # work left to later polls, by kind (published counters)
-        self._deferring = False
+        self._deferring: set[str] = set()  # kinds of work being deferred (logged when it changes)
 
     def run(self) -> None:
         """Poll every ``interval`` (measured from each poll's start) until ``stop`` is set."""
@@ -70,10 +78,19 @@ class SpacePoller:
     def poll_once(self) -> bool:
         """Run one poll and publish its snapshot; True when it succeeded."""
         started_wall, started = self.clock(), time.monotonic()
+        deadline = started + self.config.poll.interval
         previous = self.snapshots.current[self.space.name]
         try:
-            observation, deferred = self._observe(started_wall, started + self.config.poll.interval)
+            observation, pending = self._observe(started_wall, deadline)
             accounting, activity = apply(self.accounting, observation, self.settings)
+            enrichment, deferred, members_active = self.enricher.read(
+                accounting, observation.in_progress, started_wall, deadline, self.budget
+            )
+            accounting = apply_enrichment(accounting, enrichment, self.settings)
+            activity = replace(
+                activity, members_active=members_active, recordings_pending=recordings_pending(accounting)
+            )
+            deferred["completions"] = pending
         except ApiError as exc:
             log.warning("space %s: poll failed (%s): %s", self.space.name, exc.reason, exc)
             self._publish_failure(previous, exc.reason)
@@ -113,22 +130,26 @@ class SpacePoller:
         self.requests = self.requests.observe(endpoint, request_code(status), seconds)
         self.budget.spend()
 
-    def _note_deferred(self, count: int) -> None:
-        """Count sessions left for a later poll; log when that starts and when it stops."""
-        if count:
-            self.deferred = {**self.deferred, "completions": self.deferred.get("completions", 0) + count}
-        if bool(count) != self._deferring:
-            self._deferring = bool(count)
+    def _note_deferred(self, deferred: dict[str, int]) -> None:
+        """Count work left for a later poll, by kind; log when that starts and when it stops."""
+        self.deferred = {work: self.deferred.get(work, 0) + deferred.get(work, 0) for work in DEFERRED_WORK}
+        for work in DEFERRED_WORK:
+            count = deferred.get(work, 0)
+            if bool(count) == (work in self._deferring):
+                continue
             if count:
+                self._deferring.add(work)
                 log.warning(
-                    "space %s: poll.max_requests (%d) reached; %d vanished session(s) are looked up by "
-                    "later polls (signalwire_video_poll_deferred_total)",
+                    "space %s: poll.max_requests (%d) reached; %d item(s) of %s work wait for later "
+                    "polls (signalwire_video_poll_deferred_total)",
                     self.space.name,
                     self.config.poll.max_requests,
                     count,
+                    work,
                 )
             else:
-                log.info("space %s: deferred lookups caught up", self.space.name)
+                self._deferring.discard(work)
+                log.info("space %s: deferred %s work caught up", self.space.name, work)
 
     def _log_backfill_skips(self, accounting: Accounting) -> None:
         skipped = accounting.totals.skipped.get("backfill_limit", 0)

@@ -679,9 +679,13 @@ class SimulatedSpace:
 
     def _roster(self, child: Child, session_id: str) -> _Roster:
         """The members or recordings of a session (call with the lock held); KeyError for an unknown one."""
-        if session_id not in self._sessions:
+        if not self._has_session(session_id):
             raise KeyError(session_id)
         return self._rosters.setdefault((child, session_id), _Roster())
+
+    def _has_session(self, session_id: str) -> bool:
+        """Whether the space has a session with this id (call with the lock held)."""
+        return session_id in self._sessions
 
     def complete_session(
         self,
@@ -775,7 +779,7 @@ class SimulatedSpace:
         sid = request.session_id
 
         def listing(now: float) -> _Listing | None:
-            return self._roster(child, sid).listed(now) if sid in self._sessions else None
+            return self._roster(child, sid).listed(now) if self._has_session(sid) else None
 
         return self._page(params, listing)
 

@@ -44,9 +44,19 @@ SKIP_REASONS = (
     "missing_cost",
     "missing_duration",
 )
-ENDPOINTS = ("list", "get")
+ENDPOINTS = ("list", "get", "members", "recordings")
 # Work a poll leaves to the next one when ``poll.max_requests`` runs out (docs/counting.md).
-DEFERRED_WORK = ("completions",)
+DEFERRED_WORK = ("completions", "members", "recordings", "live_members")
+MEMBER_SKIP_REASONS = ("invalid_cost", "invalid_duration", "invalid_times", "malformed")
+RECORDING_SKIP_REASONS = (
+    "invalid_cost",
+    "invalid_duration",
+    "invalid_size",
+    "invalid_times",
+    "malformed",
+    "missing_duration",
+    "recording_timeout",
+)
 # HTTP statuses of API responses as `code` label values: the ones the API documents, 429 and
 # the 5xx a proxy answers with; any other status is "other", a transport failure "error".
 RESPONSE_CODES = ("200", "400", "401", "403", "404", "422", "429", "500", "502", "503", "504")
@@ -54,6 +64,8 @@ REQUEST_CODES = (*RESPONSE_CODES, "other", "error")
 
 REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)  # seconds
 DEFAULT_DURATION_BUCKETS = (60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)  # seconds
+DEFAULT_MEMBER_BUCKETS = (1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 50.0, 100.0, 250.0, 1000.0)  # members
+DEFAULT_UTILIZATION_BUCKETS = (0.25, 0.5, 0.75, 0.9, 1.0)  # peak members / max_members
 
 
 def request_code(status: int | None) -> str:
@@ -85,6 +97,30 @@ class Histogram:
 
 
 @dataclass(frozen=True)
+class People:
+    """Cumulative counters of the members of counted sessions (``members.enabled``)."""
+
+    members: Mapping[Key, Histogram] = field(default_factory=dict)  # members who joined, per session
+    peak: Mapping[Key, Histogram] = field(default_factory=dict)  # most present at once, per session
+    utilization: Mapping[Key, Histogram] = field(default_factory=dict)  # peak / max_members
+    seconds: Mapping[Key, float] = field(default_factory=dict)
+    cost: Mapping[Key, float] = field(default_factory=dict)
+    room_seconds: Mapping[str, float] = field(default_factory=dict)
+    skipped: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecordingTotals:
+    """Cumulative counters of the completed recordings of counted sessions (``recordings.enabled``)."""
+
+    count: int = 0
+    seconds: float = 0.0
+    bytes: int = 0
+    cost: float = 0.0
+    skipped: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Totals:
     """Cumulative counters of completed sessions."""
 
@@ -93,6 +129,8 @@ class Totals:
     durations: Mapping[Key, Histogram] = field(default_factory=dict)
     room_cost: Mapping[str, float] = field(default_factory=dict)
     skipped: Mapping[str, int] = field(default_factory=dict)
+    people: People = field(default_factory=People)
+    recordings: RecordingTotals = field(default_factory=RecordingTotals)
 
 
 @dataclass(frozen=True)
@@ -103,6 +141,8 @@ class Activity:
     max_members: Mapping[Key, int] = field(default_factory=dict)
     oldest_start: float | None = None
     room_active: Mapping[str, int] = field(default_factory=dict)
+    members_active: Mapping[Key, int] = field(default_factory=dict)  # with members.live
+    recordings_pending: int = 0  # recordings of counted sessions not completed yet
 
 
 @dataclass(frozen=True)

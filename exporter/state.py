@@ -22,7 +22,15 @@ from dataclasses import dataclass, field, replace
 import msgspec
 
 from .models import COMPLETED, RoomSession
-from .snapshot import OTHER_ROOM, Activity, Histogram, Key, Totals
+from .snapshot import (
+    DEFAULT_MEMBER_BUCKETS,
+    DEFAULT_UTILIZATION_BUCKETS,
+    OTHER_ROOM,
+    Activity,
+    Histogram,
+    Key,
+    Totals,
+)
 
 TIMESTAMP_RESOLUTION = 1.0  # API timestamps carry whole seconds
 
@@ -51,6 +59,24 @@ def _live(s: RoomSession, rooms_enabled: bool) -> Live:
     return Live(s.created_ts, key, s.max_members or 0, s.start_ts, room, s.room_id)
 
 
+class MembersDue(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A counted session whose members are still to be read (``members.enabled``)."""
+
+    quality: str  # the session's labels, as counted
+    fps: str
+    max_members: int
+    room: str | None  # its per-room label, with per-room metrics
+    ended: float
+
+
+class RecordingsDue(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """A counted session whose recordings are still to be read, or to complete."""
+
+    ended: float
+    done: tuple[str, ...] = ()  # ids of its recordings already counted or skipped
+    pending: int = 0  # its recordings not completed at the latest read
+
+
 @dataclass(frozen=True)
 class Settings:
     """The parts of the configuration that accounting depends on."""
@@ -60,6 +86,11 @@ class Settings:
     rooms_enabled: bool = False
     rooms_max: int = 50
     max_backfill: float = 86400.0
+    members: bool = False  # queue counted sessions for their members
+    recordings: bool = False  # ... and for their recordings
+    recording_max_wait: float = 3600.0
+    member_buckets: tuple[float, ...] = DEFAULT_MEMBER_BUCKETS
+    utilization_buckets: tuple[float, ...] = DEFAULT_UTILIZATION_BUCKETS
 
 
 @dataclass(frozen=True)
@@ -73,6 +104,8 @@ class Accounting:
     counted: Mapping[str, float] = field(default_factory=dict)  # dedupe memory: id -> ended
     rooms: tuple[str, ...] = ()  # room label slots, first come first served, never reassigned
     totals: Totals = field(default_factory=Totals)
+    members_due: Mapping[str, MembersDue] = field(default_factory=dict)  # oldest first
+    recordings_due: Mapping[str, RecordingsDue] = field(default_factory=dict)  # oldest first
 
     def horizon(self, lookback: float) -> float:
         """How far back (by creation) the completed listing is read: lookback before the last poll."""
@@ -123,6 +156,8 @@ class _Pass:
         self.skipped = dict(acc.totals.skipped)
         self.counted = dict(acc.counted)
         self.rooms = dict.fromkeys(acc.rooms)  # ordered, with O(1) lookups
+        self.members_due = dict(acc.members_due)
+        self.recordings_due = dict(acc.recordings_due)
 
     def room(self, name: str | None) -> str:
         if name is None:
@@ -161,9 +196,13 @@ class _Pass:
         else:
             hist = self.durations.get(key) or Histogram.empty(self.settings.buckets)
             self.durations[key] = hist.observe(self.settings.buckets, duration)
-        if self.settings.rooms_enabled:
-            room = self.room(session.name)
+        room = self.room(session.name) if self.settings.rooms_enabled else None
+        if room is not None:
             self.room_cost[room] = self.room_cost.get(room, 0.0) + cost
+        if self.settings.members:
+            self.members_due[sid] = MembersDue(*key, session.max_members or 0, room, session.end_ts)
+        if self.settings.recordings:
+            self.recordings_due[sid] = RecordingsDue(session.end_ts)
 
     def skip_malformed(self, sid: str | None, started: float) -> None:
         """Count an undecodable completed record once per id (every time when it has none)."""
@@ -217,7 +256,16 @@ def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accoun
         tracked=tracked,
         room_ids=room_ids,
         rooms=tuple(work.rooms),
-        totals=Totals(work.completed, work.cost, work.durations, work.room_cost, work.skipped),
+        totals=replace(
+            acc.totals,
+            completed=work.completed,
+            cost=work.cost,
+            durations=work.durations,
+            room_cost=work.room_cost,
+            skipped=work.skipped,
+        ),
+        members_due=work.members_due,
+        recordings_due=work.recordings_due,
     )
     watermark = new.watermark(settings.lookback)
     # A counted session listed in progress again (the API flipped it back) stays remembered

@@ -18,13 +18,22 @@ import threading
 import time
 import typing
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
-from .snapshot import Histogram, Totals
-from .state import Accounting
+from .snapshot import (
+    DEFAULT_MEMBER_BUCKETS,
+    DEFAULT_UTILIZATION_BUCKETS,
+    Histogram,
+    Key,
+    People,
+    RecordingTotals,
+    Totals,
+)
+from .state import Accounting, MembersDue, RecordingsDue
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +43,25 @@ Amount = Annotated[float, msgspec.Meta(ge=0)]  # finite: JSON has no infinities 
 T = TypeVar("T")
 
 
+_Histograms = list[tuple[str, str, list[Count], Amount]]  # quality, fps, bucket counts, sum
+
+
 class _Totals(msgspec.Struct, forbid_unknown_fields=True):
     completed: list[tuple[str, str, Count]]
     cost: list[tuple[str, str, Amount]]
-    durations: list[tuple[str, str, list[Count], Amount]]
+    durations: _Histograms
     room_cost: dict[str, Amount]
     skipped: dict[str, Count]
+    # members and recordings (absent from older files)
+    members: _Histograms = msgspec.field(default_factory=list)
+    peak_members: _Histograms = msgspec.field(default_factory=list)
+    utilization: _Histograms = msgspec.field(default_factory=list)
+    member_seconds: list[tuple[str, str, Amount]] = msgspec.field(default_factory=list)
+    member_cost: list[tuple[str, str, Amount]] = msgspec.field(default_factory=list)
+    room_member_seconds: dict[str, Amount] = msgspec.field(default_factory=dict)
+    member_skipped: dict[str, Count] = msgspec.field(default_factory=dict)
+    recordings: dict[str, Amount] = msgspec.field(default_factory=dict)  # count, seconds, bytes, cost
+    recording_skipped: dict[str, Count] = msgspec.field(default_factory=dict)
 
 
 class _Space(msgspec.Struct, forbid_unknown_fields=True):
@@ -50,7 +72,12 @@ class _Space(msgspec.Struct, forbid_unknown_fields=True):
     rooms: list[str]
     buckets: list[float]
     totals: _Totals
-    room_ids: dict[str, str] = msgspec.field(default_factory=dict)  # absent from older files
+    # absent from older files
+    room_ids: dict[str, str] = msgspec.field(default_factory=dict)
+    member_buckets: list[float] = msgspec.field(default_factory=list)
+    utilization_buckets: list[float] = msgspec.field(default_factory=list)
+    members_due: dict[str, MembersDue] = msgspec.field(default_factory=dict)
+    recordings_due: dict[str, RecordingsDue] = msgspec.field(default_factory=dict)
 
 
 class _File(msgspec.Struct, Generic[T], forbid_unknown_fields=True):
@@ -63,8 +90,16 @@ class _Version(msgspec.Struct):
     version: int
 
 
-def _encode_space(acc: Accounting, buckets: tuple[float, ...]) -> _Space:
-    t = acc.totals
+def _rows(values: typing.Mapping[Key, Any]) -> list[Any]:
+    return [(q, f, v) for (q, f), v in values.items()]
+
+
+def _histogram_rows(values: typing.Mapping[Key, Histogram]) -> _Histograms:
+    return [(q, f, list(h.counts), h.total) for (q, f), h in values.items()]
+
+
+def _encode_space(acc: Accounting, bounds: _Bounds) -> _Space:
+    t, p, r = acc.totals, acc.totals.people, acc.totals.recordings
     return _Space(
         counting_start=acc.counting_start,
         last_success=acc.last_success,
@@ -72,13 +107,26 @@ def _encode_space(acc: Accounting, buckets: tuple[float, ...]) -> _Space:
         counted=dict(acc.counted),
         rooms=list(acc.rooms),
         room_ids=dict(acc.room_ids),
-        buckets=list(buckets),
+        buckets=list(bounds.durations),
+        member_buckets=list(bounds.members),
+        utilization_buckets=list(bounds.utilization),
+        members_due=dict(acc.members_due),
+        recordings_due=dict(acc.recordings_due),
         totals=_Totals(
-            completed=[(q, f, n) for (q, f), n in t.completed.items()],
-            cost=[(q, f, v) for (q, f), v in t.cost.items()],
-            durations=[(q, f, list(h.counts), h.total) for (q, f), h in t.durations.items()],
+            completed=_rows(t.completed),
+            cost=_rows(t.cost),
+            durations=_histogram_rows(t.durations),
             room_cost=dict(t.room_cost),
             skipped=dict(t.skipped),
+            members=_histogram_rows(p.members),
+            peak_members=_histogram_rows(p.peak),
+            utilization=_histogram_rows(p.utilization),
+            member_seconds=_rows(p.seconds),
+            member_cost=_rows(p.cost),
+            room_member_seconds=dict(p.room_seconds),
+            member_skipped=dict(p.skipped),
+            recordings={"count": r.count, "seconds": r.seconds, "bytes": r.bytes, "cost": r.cost},
+            recording_skipped=dict(r.skipped),
         ),
     )
 
@@ -89,6 +137,22 @@ _COUNTER_TYPES = {
     for key, kind in typing.get_type_hints(_Totals, include_extras=True).items()
 }
 _space_decoder = msgspec.json.Decoder(_Space)
+# Entries of a space that are not counters and can be dropped alone: each costs only requests
+# (room_ids: GET tells a vanished session's room) or the members/recordings of a few sessions.
+_OPTIONAL: dict[str, Any] = {
+    "room_ids": dict[str, str],
+    "members_due": dict[str, MembersDue],
+    "recordings_due": dict[str, RecordingsDue],
+}
+
+
+@dataclass(frozen=True)
+class _Bounds:
+    """The bucket bounds the histograms in the file must have."""
+
+    durations: tuple[float, ...]
+    members: tuple[float, ...] = DEFAULT_MEMBER_BUCKETS
+    utilization: tuple[float, ...] = DEFAULT_UTILIZATION_BUCKETS
 
 
 def _read_space(name: str, raw: msgspec.Raw) -> _Space | None:
@@ -101,9 +165,9 @@ def _read_space(name: str, raw: msgspec.Raw) -> _Space | None:
         entry = msgspec.json.decode(raw)
         if isinstance(entry, dict) and isinstance(entry.get("totals"), dict):
             entry["totals"] = {**entry["totals"], **_usable_counters(entry["totals"], name)}
-        rooms = entry.get("room_ids", {}) if isinstance(entry, dict) else {}
-        if not _is_valid(rooms, dict[str, str], name, "room_ids"):
-            del entry["room_ids"]  # costs only lookups: GET tells a vanished session's room
+        for key, kind in _OPTIONAL.items():  # each costs little: dropped alone
+            if isinstance(entry, dict) and not _is_valid(entry.get(key, {}), kind, name, key):
+                del entry[key]
         return msgspec.convert(entry, _Space)
     except msgspec.DecodeError as exc:  # a ValidationError is a DecodeError too
         log.error("state file: the state of space %s is not valid (%s); it starts fresh", name, exc)
@@ -132,24 +196,38 @@ def _is_valid(value: object, kind: Any, space: str, key: str) -> bool:
         return False
 
 
-def _decode_space(space: _Space, buckets: tuple[float, ...], name: str) -> Accounting:
-    t = space.totals
-    durations = {(q, f): Histogram(tuple(c), total) for q, f, c, total in t.durations}
-    if tuple(space.buckets) != buckets:
+def _histograms(
+    rows: _Histograms, stored: list[float], bounds: tuple[float, ...], name: str, what: str
+) -> Any:
+    """Histograms by key; none when their buckets changed, none of a key whose counts do not fit."""
+    histograms = {(q, f): Histogram(tuple(c), total) for q, f, c, total in rows}
+    if histograms and tuple(stored) != bounds:
         log.warning(
-            "space %s: metrics.duration_buckets changed since the state was written; "
-            "the duration histogram starts again from zero (other counters continue)",
+            "space %s: metrics.%s_buckets changed since the state was written; "
+            "the %s histogram starts again from zero (other counters continue)",
             name,
+            what,
+            what,
         )
-        durations = {}
-    elif mismatched := [key for key, h in durations.items() if len(h.counts) != len(buckets) + 1]:
+        return {}
+    if mismatched := [key for key, h in histograms.items() if len(h.counts) != len(bounds) + 1]:
         log.error(
-            "state file: space %s: dropping the duration histogram of %s, whose bucket counts do not "
+            "state file: space %s: dropping the %s histogram of %s, whose bucket counts do not "
             "match its buckets; it starts from zero",
             name,
+            what,
             mismatched,
         )
-        durations = {key: h for key, h in durations.items() if key not in mismatched}
+    return {key: h for key, h in histograms.items() if key not in mismatched}
+
+
+def _decode_space(space: _Space, bounds: _Bounds, name: str) -> Accounting:
+    t = space.totals
+    member_histograms = {
+        field: _histograms(getattr(t, field), space.member_buckets, bounds.members, name, "member")
+        for field in ("members", "peak_members")
+    }
+    recordings = t.recordings
     return Accounting(
         counting_start=space.counting_start,
         last_success=space.last_success,
@@ -157,12 +235,32 @@ def _decode_space(space: _Space, buckets: tuple[float, ...], name: str) -> Accou
         room_ids=space.room_ids,
         counted=space.counted,
         rooms=tuple(space.rooms),
+        members_due=space.members_due,
+        recordings_due=space.recordings_due,
         totals=Totals(
             completed={(q, f): n for q, f, n in t.completed},
             cost={(q, f): v for q, f, v in t.cost},
-            durations=durations,
+            durations=_histograms(t.durations, space.buckets, bounds.durations, name, "duration"),
             room_cost=t.room_cost,
             skipped=t.skipped,
+            people=People(
+                members=member_histograms["members"],
+                peak=member_histograms["peak_members"],
+                utilization=_histograms(
+                    t.utilization, space.utilization_buckets, bounds.utilization, name, "utilization"
+                ),
+                seconds={(q, f): v for q, f, v in t.member_seconds},
+                cost={(q, f): v for q, f, v in t.member_cost},
+                room_seconds=t.room_member_seconds,
+                skipped=t.member_skipped,
+            ),
+            recordings=RecordingTotals(
+                count=int(recordings.get("count", 0)),
+                seconds=recordings.get("seconds", 0.0),
+                bytes=int(recordings.get("bytes", 0)),
+                cost=recordings.get("cost", 0.0),
+                skipped=t.recording_skipped,
+            ),
         ),
     )
 
@@ -185,8 +283,17 @@ def check_state_path(path: str) -> str | None:
 class StateFile:
     """The state of every configured space, loaded once and rewritten after each poll."""
 
-    def __init__(self, path: str, buckets: tuple[float, ...], clock: Callable[[], float] = time.time) -> None:
-        self.path, self.buckets, self.clock = Path(path), buckets, clock
+    def __init__(
+        self,
+        path: str,
+        buckets: tuple[float, ...],
+        clock: Callable[[], float] = time.time,
+        member_buckets: tuple[float, ...] = DEFAULT_MEMBER_BUCKETS,
+        utilization_buckets: tuple[float, ...] = DEFAULT_UTILIZATION_BUCKETS,
+    ) -> None:
+        """``buckets``: the duration histogram's bounds; the others those of the member histograms."""
+        self.path, self.clock = Path(path), clock
+        self.bounds = _Bounds(buckets, member_buckets, utilization_buckets)
         self._lock = threading.Lock()
         self._spaces: dict[str, _Space] = {}
 
@@ -211,14 +318,14 @@ class StateFile:
             log.info("state file: dropping the state of space %s, which is no longer configured", name)
         readable = {n: _read_space(n, raw) for n, raw in stored.spaces.items() if n in wanted}
         self._spaces = {n: s for n, s in readable.items() if s is not None}
-        loaded = {n: _decode_space(s, self.buckets, n) for n, s in self._spaces.items()}
+        loaded = {n: _decode_space(s, self.bounds, n) for n, s in self._spaces.items()}
         log.info("state file %s: resuming %d space(s)", self.path, len(loaded))
         return loaded
 
     def save(self, name: str, accounting: Accounting) -> None:
         """Store one space's accounting and rewrite the file atomically; raises OSError."""
         with self._lock:
-            spaces = {**self._spaces, name: _encode_space(accounting, self.buckets)}
+            spaces = {**self._spaces, name: _encode_space(accounting, self.bounds)}
             document = _File(version=FORMAT_VERSION, written_at=self.clock(), spaces=spaces)
             _write_atomically(self.path, msgspec.json.encode(document))
             self._spaces = spaces

@@ -24,11 +24,10 @@ from prometheus_client.registry import Collector
 import exporter
 from exporter.cli import build_exposition
 from exporter.collector import SessionCollector
-from exporter.config import Config
+from exporter.config import Config, MembersConfig, RecordingsConfig
 from exporter.exposition import MAX_CACHED_FORMATS, Exposition
 from exporter.server import MetricsServer, make_app
 from exporter.snapshot import (
-    DEFAULT_DURATION_BUCKETS,
     ENDPOINTS,
     KEYS,
     POLL_ERROR_REASONS,
@@ -105,7 +104,7 @@ def scrape(server: MetricsServer, accept: str | None = None, query: str = "") ->
 def test_body_is_what_one_registry_of_every_collector_renders(
     snapshots: Snapshots, accept: str | None, encoder: Callable[[CollectorRegistry], bytes]
 ) -> None:
-    collector = SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=False)
+    collector = SessionCollector(snapshots, Config(spaces=()))
     server = serve(Exposition(snapshots, collector, [Constant()]))
     try:
         first, second = scrape(server, accept).content, scrape(server, accept).content  # second: cached
@@ -123,7 +122,7 @@ def test_body_is_what_one_registry_of_every_collector_renders(
 
 @pytest.mark.parametrize("accept", [None, OPENMETRICS])
 def test_a_new_snapshot_shows_on_the_next_scrape(snapshots: Snapshots, accept: str | None) -> None:
-    collector = SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=False)
+    collector = SessionCollector(snapshots, Config(spaces=()))
     server = serve(Exposition(snapshots, collector))
     try:
         assert f"{ACTIVE} 1.0\n" in scrape(server, accept).text
@@ -135,7 +134,7 @@ def test_a_new_snapshot_shows_on_the_next_scrape(snapshots: Snapshots, accept: s
 
 
 def test_fresh_collectors_run_on_every_scrape_while_the_snapshot_part_is_reused(snapshots: Snapshots) -> None:
-    counting = Counting(SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=False))
+    counting = Counting(SessionCollector(snapshots, Config(spaces=())))
     server = serve(Exposition(snapshots, counting, [Ticker()]))
     before = counting.collections  # the name[] registry collects once when registering
     try:
@@ -149,7 +148,7 @@ def test_fresh_collectors_run_on_every_scrape_while_the_snapshot_part_is_reused(
 
 
 def test_name_filter_returns_only_the_named_families(snapshots: Snapshots) -> None:
-    collector = SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=False)
+    collector = SessionCollector(snapshots, Config(spaces=()))
     server = serve(Exposition(snapshots, collector, [Constant()]))
     try:
         text = scrape(server, query="?name[]=signalwire_video_up&name[]=test_constant").text
@@ -169,7 +168,7 @@ def test_name_filter_returns_only_the_named_families(snapshots: Snapshots) -> No
 
 def test_many_accept_variants_each_get_their_own_format(snapshots: Snapshots) -> None:
     """More variants than are cached: each still gets its Content-Type and a matching body."""
-    collector = SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=False)
+    collector = SessionCollector(snapshots, Config(spaces=()))
     server = serve(Exposition(snapshots, collector))
     try:
         for minor in range(MAX_CACHED_FORMATS + 3):
@@ -187,9 +186,7 @@ def test_many_accept_variants_each_get_their_own_format(snapshots: Snapshots) ->
 
 
 def test_only_get_and_options_are_allowed(snapshots: Snapshots) -> None:
-    server = serve(
-        Exposition(snapshots, SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=False))
-    )
+    server = serve(Exposition(snapshots, SessionCollector(snapshots, Config(spaces=()))))
     url = f"http://127.0.0.1:{server.port}/metrics"
     try:
         options = httpx.options(url, timeout=5)
@@ -229,8 +226,9 @@ def _series(text: str) -> set[tuple[str, frozenset[tuple[str, str]]]]:
     }
 
 
-def _expected_series(space: str, buckets: tuple[float, ...]) -> set[tuple[str, frozenset[tuple[str, str]]]]:
+def _expected_series(space: str, config: Config) -> set[tuple[str, frozenset[tuple[str, str]]]]:
     """Every series outside the per-room ones, derived from the vocabulary alone."""
+    buckets = config.duration_buckets
     expected: set[tuple[str, frozenset[tuple[str, str]]]] = set()
 
     def add(name: str, **labels: str) -> None:
@@ -258,21 +256,56 @@ def _expected_series(space: str, buckets: tuple[float, ...]) -> set[tuple[str, f
         add("poll_errors_total", reason=reason)
     for reason in SKIP_REASONS:
         add("sessions_skipped_total", reason=reason)
-    add("poll_deferred_total", work="completions")
+    for work in ("completions", "members", "recordings", "live_members"):
+        add("poll_deferred_total", work=work)
+    for quality, fps in KEYS if config.members.enabled else ():
+        histogram("room_session_members", config.member_buckets, quality=quality, fps=fps)
+        histogram("room_session_peak_members", config.member_buckets, quality=quality, fps=fps)
+        histogram(
+            "room_session_capacity_utilization_ratio", config.utilization_buckets, quality=quality, fps=fps
+        )
+        add("member_seconds_total", quality=quality, fps=fps)
+        add("member_cost_dollars_total", quality=quality, fps=fps)
+    for reason in (
+        ("invalid_cost", "invalid_duration", "invalid_times", "malformed") if config.members.enabled else ()
+    ):
+        add("members_skipped_total", reason=reason)
+    for quality, fps in KEYS if config.members.live else ():
+        add("members_active", quality=quality, fps=fps)
+    if config.recordings.enabled:
+        for name in ("recordings_total", "recording_seconds_total", "recording_bytes_total"):
+            add(name)
+        add("recording_cost_dollars_total")
+        add("recordings_pending")
+        reasons = ("invalid_cost", "invalid_duration", "invalid_size", "invalid_times", "malformed")
+        for reason in (*reasons, "missing_duration", "recording_timeout"):
+            add("recordings_skipped_total", reason=reason)
     return expected
 
 
-def test_every_series_is_exported_from_the_first_scrape() -> None:
-    """Before any poll, every series the vocabulary allows is there (at 0), none beyond it.
+@pytest.mark.parametrize(
+    "config",
+    [
+        Config(spaces=()),
+        Config(
+            spaces=(),
+            members=MembersConfig(enabled=True, live=True),
+            recordings=RecordingsConfig(enabled=True),
+        ),
+    ],
+    ids=["default", "members-and-recordings"],
+)
+def test_every_series_is_exported_from_the_first_scrape(config: Config) -> None:
+    """Before any poll, every series the vocabulary allows is there (at 0), none beyond it;
+    the member and recording families only when enabled.
 
     Two gauges are left out on purpose until they have a value (0 would be a false one): the
     oldest in-progress session's start time, and the duration of the latest successful poll.
     """
-    config = Config(spaces=())
     text = build_exposition(Snapshots(["s"]), config).render(None)[0].decode()
     build = {name for name, _ in _series(text) if name.endswith("build_info")}
     series = {(name, labels) for name, labels in _series(text) if not name.endswith("build_info")}
-    assert series == _expected_series("s", config.duration_buckets)
+    assert series == _expected_series("s", config)
     assert build == {"signalwire_video_exporter_build_info"}
     values = [s.value for f in parse_text(text) for s in f.samples]
     assert values.count(1.0) == 1  # build_info; every other series starts at 0

@@ -98,7 +98,7 @@ def test_spec_valid_pages_over_http_never_break_a_poll(
     finally:
         poller.client.close()
     registry = CollectorRegistry()
-    registry.register(SessionCollector(snapshots, config.duration_buckets, rooms_enabled=True))
+    registry.register(SessionCollector(snapshots, config))
     for family in text_string_to_metric_families(generate_latest(registry).decode()):
         for sample in family.samples:
             assert math.isfinite(sample.value), sample
@@ -111,7 +111,7 @@ def metrics_server() -> Iterator[MetricsServer]:
     hashed = bcrypt.hashpw(b"p", bcrypt.gensalt(4)).decode()  # cost 4: checked fast
     web = parse_web_config({"basic_auth_users": {"u": hashed}, "http_server_config": {"headers": {}}})
     snapshots = Snapshots(["s"])
-    collector = SessionCollector(snapshots, Config(spaces=()).duration_buckets, rooms_enabled=False)
+    collector = SessionCollector(snapshots, Config(spaces=()))
     app = wrap_app(make_app(Exposition(snapshots, collector), lambda: True), web)
     server = MetricsServer("127.0.0.1", 0, app, limits=ServerLimits(read_header_timeout=2.0))
     server.start()

@@ -1,4 +1,5 @@
-"""Golden test: fixed API JSON in, the whole exposition out, compared byte for byte.
+"""Golden test: fixed API JSON in (sessions, and the members and recordings of some), the whole
+exposition out, compared byte for byte.
 
 The body is rendered by the same code as ``--once`` and ``/metrics`` (``build_exposition``).
 Only the values of the timing series (request latency, poll duration) and the build's revision
@@ -17,7 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from exporter.cli import build_exposition
-from exporter.config import Config
+from exporter.config import Config, MembersConfig, RecordingsConfig
 from exporter.poller import SpacePoller
 from exporter.snapshot import Snapshots
 
@@ -41,12 +42,18 @@ def _created(record: dict[str, object]) -> float:
 
 def render() -> str:
     fixture = json.loads((GOLDEN / "api_sessions.json").read_text(encoding="utf-8"))
+    people = json.loads((GOLDEN / "api_people.json").read_text(encoding="utf-8"))
     now = [T0]
     with FakeSpace(PROJECT, TOKEN, clock=lambda: now[0]) as sim:
         for record in fixture["in-progress"]:
             sim.add_raw_record(record, status="in-progress", created_at=_created(record))
         config = Config(
-            spaces=(space_config(sim, name="golden"),), poll=poll_config(), rooms_enabled=True, rooms_max=3
+            spaces=(space_config(sim, name="golden"),),
+            poll=poll_config(),
+            rooms_enabled=True,
+            rooms_max=3,
+            members=MembersConfig(enabled=True, live=True),
+            recordings=RecordingsConfig(enabled=True),
         )
         snapshots = Snapshots(["golden"])
         poller = SpacePoller(config.spaces[0], config, snapshots, threading.Event(), clock=lambda: now[0])
@@ -54,6 +61,10 @@ def render() -> str:
         now[0] = T0 + 60
         for record in fixture["completed"]:
             sim.add_raw_record(record, status="completed", created_at=_created(record))
+        for kind, add in (("members", sim.add_raw_member), ("recordings", sim.add_raw_recording)):
+            for session_id, records in people[kind].items():
+                for record in records:
+                    add(session_id, record, listed_at=T0)
         assert poller.poll_once()
         poller.client.close()
     text = build_exposition(snapshots, config).render(None)[0].decode()

@@ -35,7 +35,7 @@ class Exporter:
         self.snapshots = Snapshots(["test"])
         self.poller = SpacePoller(self.config.spaces[0], self.config, self.snapshots, threading.Event())
         self.registry = CollectorRegistry()
-        self.registry.register(SessionCollector(self.snapshots, self.config.duration_buckets, rooms_max > 0))
+        self.registry.register(SessionCollector(self.snapshots, self.config))
 
     def poll(self) -> bool:
         return self.poller.poll_once()

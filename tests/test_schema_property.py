@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collector import SessionCollector
+from exporter.config import Config
 from exporter.models import COMPLETED, IN_PROGRESS, decode_page
 from exporter.snapshot import DEFAULT_DURATION_BUCKETS, Snapshots, SpaceSnapshot
 from exporter.state import Accounting, Observation, Settings, apply, summarize
@@ -59,7 +60,7 @@ def test_any_spec_valid_response_is_accepted(in_progress: dict[str, Any], comple
     snapshots = Snapshots(["s"])
     snapshots.publish(SpaceSnapshot("s", polled=True, up=True, activity=activity, totals=accounting.totals))
     registry = CollectorRegistry()
-    registry.register(SessionCollector(snapshots, DEFAULT_DURATION_BUCKETS, rooms_enabled=True))
+    registry.register(SessionCollector(snapshots, Config(spaces=(), rooms_enabled=True)))
     text = generate_latest(registry).decode()
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

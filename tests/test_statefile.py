@@ -17,8 +17,15 @@ import pytest
 
 from exporter.models import MAX_COST, MAX_DURATION
 from exporter.poller import SpacePoller
-from exporter.snapshot import DEFAULT_DURATION_BUCKETS, Histogram, SpaceSnapshot, Totals
-from exporter.state import Accounting
+from exporter.snapshot import (
+    DEFAULT_DURATION_BUCKETS,
+    Histogram,
+    People,
+    RecordingTotals,
+    SpaceSnapshot,
+    Totals,
+)
+from exporter.state import Accounting, MembersDue, RecordingsDue
 from exporter.statefile import StateFile, check_state_path
 
 from .support.fake_api import FakeSpace
@@ -41,7 +48,19 @@ SAMPLE = Accounting(
         durations={("720p", "30"): Histogram((1, 0, 1, 0, 0, 0, 0, 0, 0), 700.0)},
         room_cost={"standup": 0.30000000000000004},
         skipped={"malformed": 4},
+        people=People(
+            members={("720p", "30"): Histogram((0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0), 2.0)},
+            peak={("720p", "30"): Histogram((1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), 1.0)},
+            utilization={("720p", "30"): Histogram((1, 0, 0, 0, 0, 0), 0.25)},
+            seconds={("720p", "30"): 125.5},
+            cost={("720p", "30"): 0.0035},
+            room_seconds={"standup": 125.5},
+            skipped={"invalid_duration": 1},
+        ),
+        recordings=RecordingTotals(2, 90.5, 2_000_000, 0.12, {"recording_timeout": 1}),
     ),
+    members_due={"c": MembersDue("720p", "30", 4, "standup", 1_795_000_300.0)},
+    recordings_due={"c": RecordingsDue(1_795_000_300.0, ("r1",), 1)},
 )
 
 
@@ -121,10 +140,8 @@ def test_a_partly_bad_file_keeps_what_is_good(tmp_path: Path, caplog: pytest.Log
         loaded = reader.load(["a", "b", "c"])
     assert loaded.keys() == {"a", "c"} and loaded["c"] == SAMPLE
     kept = SAMPLE.totals
-    assert loaded["a"].totals == Totals(
-        completed=kept.completed,
-        cost={("720p", "30"): kept.cost["720p", "30"]},
-        room_cost=kept.room_cost,
+    assert loaded["a"].totals == replace(
+        kept, cost={("720p", "30"): kept.cost["720p", "30"]}, durations={}, skipped={}
     )
     assert (loaded["a"].tracked, loaded["a"].counted) == (SAMPLE.tracked, SAMPLE.counted)
     assert loaded["a"].room_ids == {}

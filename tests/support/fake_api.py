@@ -166,6 +166,10 @@ class FakeSpace(SimulatedSpace):
             self._raw.append(raw)
             self._file(raw)
 
+    def _has_session(self, session_id: str) -> bool:
+        """Raw records have members and recordings too (for the golden test)."""
+        return super()._has_session(session_id) or any(raw.fixed.get("id") == session_id for raw in self._raw)
+
     def add_raw_member(self, session_id: str, record: dict[str, Any], listed_at: float | None = None) -> None:
         """List ``record`` verbatim with the session's members (from ``listed_at``, default now)."""
         with self._lock:

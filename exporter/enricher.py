@@ -1,0 +1,121 @@
+"""Reads members and recordings within what is left of a poll's request budget.
+
+After the sessions (which come first: they keep the counters exact), a poll reads, oldest
+first: the members of counted sessions (``members.enabled``), then their recordings
+(``recordings.enabled``), then the members of in-progress sessions (``members.live``), least
+recently read first. What does not fit waits for a later poll and is counted in
+``signalwire_video_poll_deferred_total{work}``. A failed read (after its retries) ends this
+poll's reads of that kind, without failing the poll: the sessions it counted still count. A
+session's listing, once begun, is read to its end (rarely more than one page).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+
+from .api import ApiClient, ApiError
+from .config import Config
+from .economy import Budget
+from .enrichment import Enrichment, MemberSummary, RecordingRead, summarize_members
+from .models import Recording
+from .snapshot import Key
+from .state import Accounting, Live
+
+log = logging.getLogger(__name__)
+
+
+class Enricher:
+    """The member and recording reads of one space's polls."""
+
+    def __init__(self, name: str, config: Config, client: ApiClient) -> None:
+        self.name, self.config, self.client = name, config, client
+        self.present: dict[str, int] = {}  # in-progress session -> members present at its latest read
+
+    def read(
+        self,
+        acc: Accounting,
+        in_progress: Mapping[str, Live],
+        started: float,
+        deadline: float,
+        budget: Budget,
+    ) -> tuple[Enrichment, dict[str, int], dict[Key, int]]:
+        """This poll's reads; the work left for later by kind; members present by label pair."""
+        members: dict[str, MemberSummary | None] = {}
+        recordings: dict[str, RecordingRead | None] = {}
+        for sid in acc.members_due if self.config.members.enabled else ():
+            if budget.left() <= 0 or not self._members(sid, deadline, members):
+                break
+        for sid in acc.recordings_due if self.config.recordings.enabled else ():
+            if budget.left() <= 0 or not self._recordings(sid, deadline, recordings):
+                break
+        deferred = {
+            "members": len(acc.members_due) - len(members),
+            "recordings": len(acc.recordings_due) - len(recordings),
+        }
+        active: dict[Key, int] = {}
+        if self.config.members.live:
+            deferred["live_members"] = self._live(in_progress, deadline, budget)
+            for sid, live in in_progress.items():
+                if live.key is not None and sid in self.present:
+                    active[live.key] = active.get(live.key, 0) + self.present[sid]
+        return Enrichment(started, members, recordings), deferred, active
+
+    def _members(self, sid: str, deadline: float, into: dict[str, MemberSummary | None]) -> bool:
+        """Read one counted session's members into ``into`` (None: the session is gone); False
+        when the read failed."""
+        try:
+            pages = list(self.client.list_members(sid, deadline))
+        except ApiError as exc:
+            return self._failed("members", sid, exc)
+        into[sid] = (
+            None
+            if not pages
+            else summarize_members(
+                (m for members, _ in pages for m in members), sum(len(b) for _, b in pages)
+            )
+        )
+        return True
+
+    def _recordings(self, sid: str, deadline: float, into: dict[str, RecordingRead | None]) -> bool:
+        """Read one counted session's recordings into ``into`` (None: the session is gone);
+        False when the read failed."""
+        try:
+            pages = list(self.client.list_recordings(sid, deadline))
+        except ApiError as exc:
+            return self._failed("recordings", sid, exc)
+        records: list[Recording] = [r for recordings, _ in pages for r in recordings]
+        malformed = [bad for _, bad_ids in pages for bad in bad_ids]
+        into[sid] = RecordingRead(records, malformed) if pages else None
+        return True
+
+    def _live(self, in_progress: Mapping[str, Live], deadline: float, budget: Budget) -> int:
+        """Refresh the members present in in-progress sessions, least recently read first (never
+        read first); returns how many were left for a later poll."""
+        for sid in list(self.present):
+            if sid not in in_progress:
+                del self.present[sid]
+        order = [sid for sid in in_progress if sid not in self.present] + list(self.present)
+        for done, sid in enumerate(order):
+            if budget.left() <= 0:
+                return len(order) - done
+            try:
+                pages = list(self.client.list_members(sid, deadline))
+            except ApiError as exc:
+                self._failed("members", sid, exc)
+                return len(order) - done
+            self.present.pop(sid, None)  # re-inserted last: the most recently read
+            ids = {m.id for members, _ in pages for m in members if m.joined and m.leave_time is None}
+            self.present[sid] = len(ids)
+        return 0
+
+    def _failed(self, kind: str, sid: str, exc: ApiError) -> bool:
+        log.warning(
+            "space %s: reading the %s of session %s failed (%s): %s; left for a later poll",
+            self.name,
+            kind,
+            sid,
+            exc.reason,
+            exc,
+        )
+        return False
