@@ -772,7 +772,7 @@ def targets(report: Report) -> str:
             continue
         met = verdict(got, limit, "{:g} request(s)")
         if p.total_deferred:  # fewer requests, but not all of the poll's work
-            met = f"**missed: {p.total_deferred:g} session(s) per poll deferred to later polls**"
+            met = f"**missed: a poll leaves {p.total_deferred:g} vanished session(s) to later polls**"
         lines.append(f"- Requests per poll {goal}: {met}")
     if args.requests_only:
         return "\n".join(lines) + "\n"
