@@ -27,17 +27,28 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "helm" / "signalwire-video-exporter" / "files" / "dashboard.json"
-PANELS = [  # dashboard panel titles to draw, in order (3 x 3 grid)
+PANELS = [  # dashboard panel titles to draw, in order (full rows of COLUMNS)
     "Active sessions by quality / fps",
     "Member capacity by quality / fps",
     "Longest-running session",
     "Completed sessions per hour by quality / fps",
     "Cost per hour",
     "Session duration percentiles by quality / fps (last hour)",
+    "Participants per session (last hour)",
+    "Participant-minutes per hour by quality / fps",
+    "Live members by quality / fps",
+    "Capacity utilization p95 by quality / fps (last hour)",
+    "Sessions at capacity (last hour)",
+    "Pending recordings",
+    "Recordings per hour",
+    "Recorded minutes per hour",
+    "Recording cost per hour",
     "API request latency",
     "Poll errors by reason",
     "Time since last successful poll",
 ]
+COLUMNS = 3
+UNIT_LABELS = {"s": "seconds", "currencyUSD": "US dollars", "percentunit": "share", None: ""}
 
 
 def _free_port() -> int:
@@ -95,10 +106,12 @@ def render(url: str, out: Path, start: float, end: float, space: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
+    import matplotlib.ticker as mticker
 
     panels = {p["title"]: p for p in json.loads(DASHBOARD.read_text())["panels"] if p["type"] == "timeseries"}
     step = max(2.0, (end - start) / 300)
-    fig, axes = plt.subplots(3, 3, figsize=(18, 12), constrained_layout=True)
+    rows = math.ceil(len(PANELS) / COLUMNS)
+    fig, axes = plt.subplots(rows, COLUMNS, figsize=(6 * COLUMNS, 4 * rows), constrained_layout=True)
     fig.suptitle(
         f"SignalWire Video dashboard, demo space, {datetime.fromtimestamp(start):%Y-%m-%d %H:%M}"
         f"-{datetime.fromtimestamp(end):%H:%M} (real Prometheus data)",
@@ -121,7 +134,9 @@ def render(url: str, out: Path, start: float, end: float, space: str) -> None:
                 ax.plot(times, values, label=_legend(target["legendFormat"], series["metric"]), linewidth=1.5)
                 drawn += 1
         ax.set_title(title, fontsize=11)
-        ax.set_ylabel({"s": "seconds", "currencyUSD": "US dollars", None: ""}.get(unit, unit or ""))
+        ax.set_ylabel(UNIT_LABELS.get(unit, unit or ""))
+        if unit == "percentunit":
+            ax.yaxis.set_major_formatter(mticker.PercentFormatter(1.0))
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M:%S"))
         ax.grid(alpha=0.3)
         ax.set_ylim(bottom=0)
