@@ -135,6 +135,11 @@ class SessionCollector(Collector):
             "Peak members / max_members of each completed room session (max_members > 0).",
             labels=labels,
         )
+        full = CounterMetricFamily(
+            P + "room_sessions_at_capacity",
+            "Completed room sessions whose peak members reached max_members (max_members > 0).",
+            labels=labels,
+        )
         seconds = CounterMetricFamily(
             P + "member_seconds", "Participant-seconds of completed room sessions.", labels=labels
         )
@@ -160,11 +165,12 @@ class SessionCollector(Collector):
                 ):
                     hist = hists.get(key) or Histogram.empty(bounds)
                     family.add_metric(values, _buckets(bounds, hist), hist.total)
+                full.add_metric(values, people.at_capacity.get(key, 0))
                 seconds.add_metric(values, people.seconds.get(key, 0.0))
                 cost.add_metric(values, people.cost.get(key, 0.0))
             for reason in MEMBER_SKIP_REASONS:
                 skipped.add_metric([s.name, reason], people.skipped.get(reason, 0))
-        yield from (members, peak, ratio, seconds, cost, skipped)
+        yield from (members, peak, ratio, full, seconds, cost, skipped)
 
     def _live_members(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
         active = GaugeMetricFamily(

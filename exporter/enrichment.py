@@ -88,7 +88,7 @@ def _add(mapping: dict[str, int], additions: Mapping[str, int]) -> None:
 
 def _fold_members(acc: Accounting, read: Mapping[str, MemberSummary | None], settings: Settings) -> People:
     p = acc.totals.people
-    members, peaks, ratios = dict(p.members), dict(p.peak), dict(p.utilization)
+    members, peaks, ratios, full = dict(p.members), dict(p.peak), dict(p.utilization), dict(p.at_capacity)
     seconds, cost, room_seconds, skipped = (
         dict(p.seconds),
         dict(p.cost),
@@ -107,12 +107,14 @@ def _fold_members(acc: Accounting, read: Mapping[str, MemberSummary | None], set
             ratio = summary.peak / due.max_members
             hist = ratios.get(key) or Histogram.empty(settings.utilization_buckets)
             ratios[key] = hist.observe(settings.utilization_buckets, ratio)
+            if summary.peak >= due.max_members:
+                full[key] = full.get(key, 0) + 1
         seconds[key] = seconds.get(key, 0.0) + summary.seconds
         cost[key] = cost.get(key, 0.0) + summary.cost
         if due.room is not None:
             room_seconds[due.room] = room_seconds.get(due.room, 0.0) + summary.seconds
         _add(skipped, summary.skipped)
-    return People(members, peaks, ratios, seconds, cost, room_seconds, skipped)
+    return People(members, peaks, ratios, full, seconds, cost, room_seconds, skipped)
 
 
 def _fold_recordings(

@@ -103,6 +103,7 @@ class People:
     members: Mapping[Key, Histogram] = field(default_factory=dict)  # members who joined, per session
     peak: Mapping[Key, Histogram] = field(default_factory=dict)  # most present at once, per session
     utilization: Mapping[Key, Histogram] = field(default_factory=dict)  # peak / max_members
+    at_capacity: Mapping[Key, int] = field(default_factory=dict)  # sessions whose peak reached it
     seconds: Mapping[Key, float] = field(default_factory=dict)
     cost: Mapping[Key, float] = field(default_factory=dict)
     room_seconds: Mapping[str, float] = field(default_factory=dict)

@@ -56,6 +56,7 @@ class _Totals(msgspec.Struct, forbid_unknown_fields=True):
     members: _Histograms = msgspec.field(default_factory=list)
     peak_members: _Histograms = msgspec.field(default_factory=list)
     utilization: _Histograms = msgspec.field(default_factory=list)
+    at_capacity: list[tuple[str, str, Count]] = msgspec.field(default_factory=list)
     member_seconds: list[tuple[str, str, Amount]] = msgspec.field(default_factory=list)
     member_cost: list[tuple[str, str, Amount]] = msgspec.field(default_factory=list)
     room_member_seconds: dict[str, Amount] = msgspec.field(default_factory=dict)
@@ -121,6 +122,7 @@ def _encode_space(acc: Accounting, bounds: _Bounds) -> _Space:
             members=_histogram_rows(p.members),
             peak_members=_histogram_rows(p.peak),
             utilization=_histogram_rows(p.utilization),
+            at_capacity=_rows(p.at_capacity),
             member_seconds=_rows(p.seconds),
             member_cost=_rows(p.cost),
             room_member_seconds=dict(p.room_seconds),
@@ -249,6 +251,7 @@ def _decode_space(space: _Space, bounds: _Bounds, name: str) -> Accounting:
                 utilization=_histograms(
                     t.utilization, space.utilization_buckets, bounds.utilization, name, "utilization"
                 ),
+                at_capacity={(q, f): n for q, f, n in t.at_capacity},
                 seconds={(q, f): v for q, f, v in t.member_seconds},
                 cost={(q, f): v for q, f, v in t.member_cost},
                 room_seconds=t.room_member_seconds,

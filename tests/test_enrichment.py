@@ -108,10 +108,12 @@ def test_members_are_folded_once_and_leave_the_queue() -> None:
     assert people.members[key] == Histogram((0, 1, 0, 0), 2.0)  # 2 joined: the le=2 bucket
     assert people.peak[key] == Histogram((0, 1, 0, 0), 2.0)
     assert people.utilization[key] == Histogram((1, 0, 0), 0.5)  # 2 of 4
+    assert people.at_capacity == {}
     assert (people.seconds[key], people.cost[key], people.room_seconds) == (120.0, 0.5, {"room-1": 120.0})
     s2 = summarize_members([member("c", 0, 10)])
     newer = apply_enrichment(new, Enrichment(T0, members={"s2": s2}), SETTINGS)
     assert newer.totals.people.utilization == people.utilization  # max_members 0: no ratio
+    assert newer.totals.people.at_capacity == {}  # nor a capacity to reach
     assert newer.members_due == {}
 
 
@@ -143,3 +145,16 @@ def test_a_completed_recording_with_a_null_size_is_skipped() -> None:
     assert new.totals.recordings.count == 0
     assert new.totals.recordings.skipped == {"invalid_size": 1}
     assert new.recordings_due == {}
+
+
+def test_a_session_whose_peak_reaches_max_members_is_at_capacity() -> None:
+    acc = Accounting(
+        counting_start=T0,
+        members_due={
+            "full": MembersDue("720p", "30", 2, None, T0),
+            "nearly": MembersDue("720p", "30", 3, None, T0),
+        },
+    )
+    two = summarize_members([member("a", 0, 60), member("b", 10, 60)])
+    new = apply_enrichment(acc, Enrichment(T0, members={"full": two, "nearly": two}), SETTINGS)
+    assert new.totals.people.at_capacity == {("720p", "30"): 1}  # 2 of 2 is full, 2 of 3 is not

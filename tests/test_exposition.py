@@ -264,6 +264,7 @@ def _expected_series(space: str, config: Config) -> set[tuple[str, frozenset[tup
         histogram(
             "room_session_capacity_utilization_ratio", config.utilization_buckets, quality=quality, fps=fps
         )
+        add("room_sessions_at_capacity_total", quality=quality, fps=fps)
         add("member_seconds_total", quality=quality, fps=fps)
         add("member_cost_dollars_total", quality=quality, fps=fps)
     for reason in (

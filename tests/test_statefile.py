@@ -52,6 +52,7 @@ SAMPLE = Accounting(
             members={("720p", "30"): Histogram((0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0), 2.0)},
             peak={("720p", "30"): Histogram((1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), 1.0)},
             utilization={("720p", "30"): Histogram((1, 0, 0, 0, 0, 0), 0.25)},
+            at_capacity={("720p", "30"): 3},
             seconds={("720p", "30"): 125.5},
             cost={("720p", "30"): 0.0035},
             room_seconds={"standup": 125.5},
