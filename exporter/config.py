@@ -174,7 +174,7 @@ class PollConfig:
     lookback: _Duration = 300.0
     page_size: Annotated[int, Meta(ge=1, le=1000)] = 1000
     max_pages: Annotated[int, Meta(ge=1, le=1_000_000)] = 1000
-    max_requests: Annotated[int, Meta(ge=1, le=1_000_000)] = 200
+    max_requests: Annotated[int, Meta(ge=1, le=1_000_000)] = 500
 
 
 @dataclass(frozen=True)

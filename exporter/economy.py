@@ -11,6 +11,7 @@ cheaper for the sessions still missing, estimating the pages from the listing's 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 
 from .state import TIMESTAMP_RESOLUTION
@@ -19,16 +20,18 @@ ROOM_PAGE_SIZE = 10  # a just-ended session is the newest of its room: one small
 
 
 class Budget:
-    """Requests one poll may still send (``poll.max_requests``), retries included."""
+    """Requests one poll may still send (``poll.max_requests``), retries included; none once
+    its time is up (``until``, monotonic), so that slow answers leave work for the next poll
+    instead of making the poll overrun its deadline and fail."""
 
-    def __init__(self, limit: int) -> None:
-        self.limit, self.spent = limit, 0
+    def __init__(self, limit: int, until: float = math.inf) -> None:
+        self.limit, self.until, self.spent = limit, until, 0
 
     def spend(self) -> None:
         self.spent += 1
 
     def left(self) -> int:
-        return self.limit - self.spent
+        return self.limit - self.spent if time.monotonic() < self.until else 0
 
 
 def density(page_created: Sequence[float], newer: float | None) -> float:

@@ -295,7 +295,8 @@ class SpacePoller:
 
     def _observe(self, started: float, deadline: float) -> tuple[Observation, int]:
         """One poll's reads; also returns how many vanished sessions it left for a later poll."""
-        self.budget = Budget(self.config.poll.max_requests)
+        poll = self.config.poll  # optional work stops while a slow request can still fit
+        self.budget = Budget(poll.max_requests, deadline - min(poll.timeout, poll.interval / 4))
         malformed: list[tuple[str | None, str]] = []
         in_progress: dict[str, Live] = {}
         for sessions, bad in self.client.list_sessions(IN_PROGRESS, deadline):  # one page held at a time

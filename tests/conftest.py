@@ -39,7 +39,7 @@ def poll_config(**overrides: float) -> PollConfig:
         lookback=settings["lookback"],
         page_size=int(settings["page_size"]),
         max_pages=int(settings.get("max_pages", 1000)),
-        max_requests=int(settings.get("max_requests", 200)),
+        max_requests=int(settings.get("max_requests", 500)),
     )
 
 

@@ -192,6 +192,25 @@ def test_vanished_session_is_looked_up_in_its_room_listing_without_get(sim: Fake
     assert exporter.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 3.5
 
 
+def test_a_slow_api_leaves_lookups_for_later_instead_of_failing_the_poll(sim: FakeSpace) -> None:
+    now = time.time()
+    long = [sim.add_session(name=f"long{i}", created_at=now - 7200 + i) for i in range(6)]
+    exporter = Exporter(sim, interval=2.0, timeout=2.0, lookback=5.0, page_size=1)
+    assert exporter.poll()
+    for sid in long:
+        sim.complete_session(sid, cost_in_dollars=1.0)
+    sim.next_link_hook = lambda link: None  # the completed listing shows only its first page
+    sim.latency = 0.3  # six lookups would take 1.8 s of the 2 s poll, after 0.6 s of listings
+    polls = 0
+    while exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) != 6:
+        assert exporter.poll()  # never a timeout: lookups stop while half a second is left
+        polls += 1
+        assert polls < 10
+    assert polls > 1
+    assert exporter.value("signalwire_video_poll_deferred_total", work="completions") > 0
+    assert exporter.value("signalwire_video_poll_errors_total", reason="timeout") == 0
+
+
 def test_vanished_sessions_of_one_room_cost_one_lookup(sim: FakeSpace) -> None:
     now = time.time()
     shared = [sim.add_session(name="shared", created_at=now - 60 + i) for i in range(3)]
