@@ -6,7 +6,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from email.utils import formatdate
 
 import pytest
@@ -123,16 +123,21 @@ def test_rate_limit_longer_than_the_poll_is_not_waited_for(sim: FakeSpace) -> No
     assert len(sim.requests) == 1
 
 
-def test_looping_next_link_is_refused(sim: FakeSpace) -> None:
-    for _ in range(3):
-        sim.add_session()
+def _back_to_first() -> Callable[[str], str]:
+    """A ``next_link_hook`` that points every page's next link back at the first one."""
     first: list[str] = []
 
     def loop(link: str) -> str:
         first.append(link)
         return first[0]
 
-    sim.next_link_hook = loop
+    return loop
+
+
+def test_looping_next_link_is_refused(sim: FakeSpace) -> None:
+    for _ in range(3):
+        sim.add_session()
+    sim.next_link_hook = _back_to_first()
     with pytest.raises(ApiError, match="pagination loop"):
         _all(_client(sim, page_size=1))
 
@@ -403,13 +408,7 @@ def test_children_links_are_held_to_their_listing_and_origin(sim: FakeSpace) -> 
         with pytest.raises(ApiError, match=r"refusing links\.next"):
             _children(client, "members", session)
         assert elsewhere.requests == []
-    first: list[str] = []
-
-    def loop(link: str) -> str:
-        first.append(link)
-        return first[0]
-
-    sim.next_link_hook = loop
+    sim.next_link_hook = _back_to_first()
     with pytest.raises(ApiError, match="pagination loop"):
         _children(client, "members", session)
     sim.next_link_hook = None
