@@ -1,10 +1,11 @@
 """Polling: one background loop per space, each poll applied atomically to an immutable snapshot.
 
 A poll lists every in-progress session (all pages), walks the completed listing back to the
-accounting horizon (further while it keeps finding sessions that left the in-progress listing),
-and asks ``GET /room_sessions/{id}`` about tracked sessions that are in neither. Only a complete
-poll changes counters or gauges; a failed one keeps the last good values and publishes ``up=0``.
-Scrapes read the latest snapshot and never wait for a poll.
+accounting horizon (and on while that is cheaper than lookups, see :mod:`.economy`), looks up
+the tracked sessions that are in neither listing in their room's listing (``GET`` by id when
+they are not there), then reads members and recordings with what is left of its request budget
+(:mod:`.enricher`). Only a complete poll changes counters or gauges; a failed one keeps the last
+good values and publishes ``up=0``. Scrapes read the latest snapshot and never wait for a poll.
 """
 
 from __future__ import annotations
