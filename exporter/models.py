@@ -1,5 +1,5 @@
-"""Typed room sessions, members and recordings decoded from API pages (msgspec: one pass,
-unknown fields ignored).
+"""Typed room sessions, members, recordings and video logs decoded from API pages (msgspec: one
+pass, unknown fields ignored).
 
 Only the fields the exporter uses are declared. Nullable fields are nullable as in the
 spec; fields the spec marks required but the exporter can do without default to None,
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
+from urllib.parse import unquote, urlsplit
 
 import msgspec
 
@@ -24,6 +25,8 @@ MAX_COST = 1_000_000.0  # dollars per session
 MAX_DURATION = 365 * 86400.0  # seconds: a year (31,536,000 s)
 MAX_MEMBERS = 1_000_000  # per session; keeps the summed gauge exact as a float
 MAX_RECORDING_BYTES = 10**15  # a petabyte: any larger recording is a bad record, not a file
+ROOM_SESSIONS_PATH = "/api/video/room_sessions"  # a room-session log's url ends with it and the id
+LOG_KINDS = {"video_room_session": "room_session", "video_conference_session": "conference_session"}
 
 
 _SHARED = {key: key for key in KEYS}  # one tuple per label pair, not one per session
@@ -235,6 +238,84 @@ class Recording(msgspec.Struct, frozen=True, gc=False):
         return None
 
 
+class ChargeDetail(msgspec.Struct, frozen=True, gc=False):
+    """One part of a video log's charge: what it is for (``description``) and how much (dollars)."""
+
+    description: str | None = None
+    charge: float | None = None
+
+
+class VideoLog(msgspec.Struct, frozen=True, gc=False):
+    """One video log, as ``GET /api/video/logs`` lists it: the bill of one room or conference session.
+
+    ``status`` is ``in-progress``, ``completed`` or null; the charge is final once completed. A
+    deleted log (listed only with ``include_deleted``) carries only ``id``, ``discarded_at`` and
+    ``created_at``.
+    """
+
+    id: str
+    type: str | None = None
+    url: str | None = None
+    room_name: str | None = None
+    status: str | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    charge: float | None = None
+    charge_details: list[ChargeDetail] | None = None
+    created_at: datetime | None = None
+    discarded_at: datetime | None = None
+
+    @property
+    def kind(self) -> str:
+        """``type`` as a bounded label value: room_session, conference_session or other."""
+        return LOG_KINDS.get(self.type or "", OTHER)
+
+    @property
+    def session_id(self) -> str | None:
+        """The room session's id when ``url``'s path ends with ``/api/video/room_sessions/<id>``."""
+        try:
+            path = urlsplit(self.url or "").path
+        except ValueError:  # an invalid IPv6 host
+            return None
+        head, _, session_id = path.rpartition("/")
+        return unquote(session_id) if session_id and head.endswith(ROOM_SESSIONS_PATH) else None
+
+    @property
+    def deleted(self) -> bool:
+        """Whether the log was deleted (``discarded_at`` set)."""
+        return self.discarded_at is not None
+
+    @property
+    def completed(self) -> bool:
+        """Completed by status, or (status null) by having an end time, as a room session."""
+        return self.status == COMPLETED or (self.status is None and self.ended_at is not None)
+
+    @property
+    def created_ts(self) -> float | None:
+        """``created_at`` in epoch seconds, None when absent."""
+        return _epoch(self.created_at)
+
+    @property
+    def ended_ts(self) -> float | None:
+        """``ended_at`` in epoch seconds, None while in progress."""
+        return _epoch(self.ended_at)
+
+    def invalid_reason(self) -> str | None:
+        """Why this completed log's charge cannot be counted, or None when it can (or is not completed).
+
+        ``invalid_charge``: a charge null or outside 0..MAX_COST; ``invalid_charge_details``: a
+        detail whose charge is null or outside 0..MAX_COST. NaN and infinities fail both ranges.
+        Null or empty details are not invalid.
+        """
+        if not self.completed:
+            return None
+        if self.charge is None or not 0 <= self.charge <= MAX_COST:
+            return "invalid_charge"
+        if any(d.charge is None or not 0 <= d.charge <= MAX_COST for d in self.charge_details or ()):
+            return "invalid_charge_details"
+        return None
+
+
 def _span(duration: float | None, start: float | None, end: float | None) -> float | None:
     """``duration``, else ``end - start`` when both are known, else None."""
     if duration is not None or start is None or end is None:
@@ -309,6 +390,7 @@ def _ident(item: msgspec.Raw) -> str | None:
 _sessions_page = _PageDecoder(_Page[RoomSession], RoomSession, "room-sessions")
 _members_page = _PageDecoder(_Page[Member], Member, "members")
 _recordings_page = _PageDecoder(_Page[Recording], Recording, "recordings")
+_logs_page = _PageDecoder(_Page[VideoLog], VideoLog, "logs")
 
 
 def decode_page(body: bytes) -> tuple[list[RoomSession], str | None, list[str | None]]:
@@ -328,6 +410,11 @@ def decode_members_page(body: bytes) -> tuple[list[Member], str | None, list[str
 def decode_recordings_page(body: bytes) -> tuple[list[Recording], str | None, list[str | None]]:
     """Decode a recordings page into (recordings, next link, ids of malformed records), as decode_page."""
     return _recordings_page(body)
+
+
+def decode_logs_page(body: bytes) -> tuple[list[VideoLog], str | None, list[str | None]]:
+    """Decode a video logs page into (logs, next link, ids of malformed records), as decode_page."""
+    return _logs_page(body)
 
 
 def decode_session(body: bytes) -> RoomSession:
