@@ -1,9 +1,11 @@
 """A simulated SignalWire space serving the Video room-sessions REST API: the backend of ``--demo``.
 
 Real HTTP on 127.0.0.1 (stdlib only): lists with filters and cursor pagination as the API pages
-them, GET by id, each session's members and recordings (paginated the same way), Basic auth.
+them, GET by id, each session's members and recordings (paginated the same way), the video logs
+(one per session, charged its cost once it completes; filtered by creation time), Basic auth.
 Sessions, members and recordings are scripted (``add_session``, ``complete_session``,
-``add_member``, ``add_recording``) or kept coming and going by ``run_traffic``. Subclasses change
+``add_member``, ``add_recording``) or kept coming and going by ``run_traffic``, which also bills a
+few conferences and, now and then, charges a session a cent more than it cost. Subclasses change
 how requests are answered through ``handler``, ``_respond`` and ``_links`` (the tests' fake API
 does, in ``tests/support``).
 """
@@ -15,6 +17,7 @@ import contextlib
 import heapq
 import itertools
 import json
+import math
 import random
 import re
 import threading
@@ -25,6 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import Message
 from enum import Enum
 from functools import partial
@@ -32,12 +36,15 @@ from http.client import responses
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from operator import attrgetter
 from typing import Any, ClassVar, Literal, Protocol, cast
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 LIST_PATH = "/api/video/room_sessions"
 STATUSES = ("in-progress", "completed")
 LIST_ONLY_FIELDS = ("cost_in_dollars", "enable_room_previews", "locked_cover")
 FILTERS = ("room_id", "room_name", "room_name_matches", "status")
+LOGS_PATH = "/api/video/logs"
+LOG_FILTERS = ("created_after", "created_before", "created_on", "include_deleted")
+ANY_TIME = (-math.inf, math.inf)  # (from, until): the creation times a listing is narrowed to
 ERROR_DOCS = "https://developer.signalwire.com/rest/overview/error-codes"
 # Demo traffic: rooms with their capacity (max_members), and weighted quality/fps choices.
 QUALITY_MIX: tuple[tuple[str | None, ...], tuple[int, ...]] = (("720p", "1080p", None), (5, 4, 1))
@@ -61,8 +68,21 @@ RECORDING_FORMAT = "video/mp4"  # the spec: the MIME type of the file
 RECORDING_BYTES_PER_SECOND = {"1080p": 375_000, "720p": 190_000}  # ~3 and ~1.5 Mbit/s
 INT32_MAX = 2**31 - 1  # the spec's format of size_in_bytes
 NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Radia", "Dennis")
+# Video logs: a room session's log is charged the session's cost, split into descriptions (a share
+# for recording a recorded session, a surcharge for a 1080p one, the rest for its minutes). The
+# demo charges about one session in 50 a cent more than it cost, and bills a conference with about
+# one session in 10 (conferences have no room session; they end at the pace sessions do).
+ROOM_SESSION_LOG, CONFERENCE_LOG = "video_room_session", "video_conference_session"
+LOG_URL_PATHS = {ROOM_SESSION_LOG: LIST_PATH, CONFERENCE_LOG: "/api/video/conferences"}
+LOG_SOURCE = "realtime_api"
+MINUTES_CHARGE, RECORDING_CHARGE = "Video room session minutes", "Video recording"
+SURCHARGE_1080P, CONFERENCE_CHARGE = "Video room session 1080p surcharge", "Video conference session charge"
+RECORDING_CHARGE_SHARE, SURCHARGE_1080P_SHARE = 0.3, 0.2
+MISMATCH_SHARE, MISMATCH_DOLLARS = 1 / 50, 0.01
+CONFERENCE_SHARE, CONFERENCE_DOLLARS_PER_MINUTE = 0.1, 0.002
+CONFERENCES = ("weekly-sync", "customer-call", "town-hall", "partner-briefing")
 
-Endpoint = Literal["list", "get", "members", "recordings"]
+Endpoint = Literal["list", "get", "members", "recordings", "logs"]
 Child = Literal["members", "recordings"]  # the listings of one session
 _SESSION_PATH = re.compile(re.escape(LIST_PATH) + "/([^/]+)(?:/(members|recordings))?")
 
@@ -92,9 +112,11 @@ class Request:
     @property
     def endpoint(self) -> Endpoint | None:
         """``list``, ``get`` (``LIST_PATH/<id>``), ``members`` or ``recordings``
-        (``LIST_PATH/<id>/members``...), or None for any other path."""
+        (``LIST_PATH/<id>/members``...), ``logs`` (``LOGS_PATH``), or None for any other path."""
         if self.path == LIST_PATH:
             return "list"
+        if self.path == LOGS_PATH:
+            return "logs"
         match = _SESSION_PATH.fullmatch(self.path)
         return None if match is None else cast(Endpoint, match[2] or "get")
 
@@ -138,7 +160,8 @@ class ListQuery:
     page_size: int
     token: str | None
     cursor: _Cursor | None
-    path: str = LIST_PATH  # of the listing: the sessions, or one session's members or recordings
+    path: str = LIST_PATH  # of the listing: the sessions, one session's members or recordings, the logs
+    created: tuple[float, float] = ANY_TIME  # from (included), until (excluded)
 
 
 @dataclass(eq=False)
@@ -305,14 +328,103 @@ def _dollars(per_minute: float, seconds: float) -> float:
     return round(per_minute * seconds / 60, 4)
 
 
+@dataclass(eq=False)
+class _Log:
+    """The video log of a room session or a conference (``activity``): created with it, in progress
+    while it runs, then charged its cost plus ``offset``; once deleted, served as a discarded log."""
+
+    id: str
+    activity: _Session
+    type: str
+    seq: int
+    origin: Callable[[], str]  # where ``url`` points: the API
+    offset: float = 0.0
+    discarded_at: float | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)  # raw JSON fields merged verbatim
+    pos: tuple[float, str, int] = field(init=False)  # fixed: looked up by every sorted insertion
+
+    def __post_init__(self) -> None:
+        self.pos = (self.activity.created_at, self.id, -self.seq)
+
+    @property
+    def key(self) -> tuple[float, str]:
+        return self.pos[:2]
+
+    @property
+    def status(self) -> str:
+        return ""  # the logs are not filtered by status
+
+    def served(self, name: str) -> Any:
+        return None
+
+    @property
+    def charge(self) -> float:
+        cost = self.activity.cost
+        return round(cost + self.offset, 4) if self.offset else cost
+
+    def record(self, now: float) -> dict[str, Any]:
+        """The ``Video.Log`` JSON object as served (``Video.DiscardedLog`` once deleted)."""
+        activity, end = self.activity, self.activity.end_time
+        created = _iso(activity.created_at)
+        if self.discarded_at is not None:
+            return {"id": self.id, "discarded_at": _iso(self.discarded_at), "created_at": created}
+        charge = 0 if end is None else self.charge
+        return {
+            "id": self.id,
+            "source": LOG_SOURCE,
+            "type": self.type,
+            "url": f"{self.origin()}{LOG_URL_PATHS[self.type]}/{quote(activity.id, safe='')}",
+            "room_name": activity.served("name"),
+            "status": activity.status,
+            "locked": bool(activity.served("locked")),
+            "started_at": _iso(activity.start_time),
+            "ended_at": None if end is None else _iso(end),
+            "charge": charge,
+            "charge_details": [] if end is None else self._details(charge),
+            "created_at": created,
+            **self.overrides,
+        }
+
+    def _details(self, charge: float) -> list[dict[str, Any]]:
+        if self.type == CONFERENCE_LOG:
+            return _split(charge, CONFERENCE_CHARGE)
+        served = self.activity.served
+        return _split(
+            charge,
+            MINUTES_CHARGE,
+            (RECORDING_CHARGE, RECORDING_CHARGE_SHARE if served("record_on_start") else 0),
+            (SURCHARGE_1080P, SURCHARGE_1080P_SHARE if served("quality") == "1080p" else 0),
+        )
+
+
+def _split(charge: float, rest: str, *shares: tuple[str, float]) -> list[dict[str, Any]]:
+    """``charge`` as charge details: what the nonzero ``shares`` leave under ``rest``, then the shares.
+
+    Counted in ten-thousandths of a dollar, so the parts have 4 decimals and add up to the charge
+    (rounded to 4 places); a charge too large to count so is one part.
+    """
+    units = charge * 10_000
+    if not math.isfinite(units):
+        return [{"description": rest, "charge": charge}]
+    total = round(units)
+    parts = {description: round(total * share) for description, share in shares if share}
+    parts = {rest: total - sum(parts.values()), **parts}
+    return [{"description": description, "charge": part / 10_000} for description, part in parts.items()]
+
+
 _Slot = tuple[str, str]  # an index: ("", "") every entry, else (filter name, value)
 _ALL: _Slot = ("", "")
 _pos, _key = attrgetter("pos"), attrgetter("key")
 
 
+def _created(entry: Entry) -> float:
+    return entry.pos[0]
+
+
 def _slots(entry: Entry) -> list[_Slot]:
-    """The indexes listing ``entry``: all, its status, and its room id and name when strings."""
-    slots = [_ALL, ("status", entry.status)]
+    """The indexes listing ``entry``: all, its status (if it has one), and its room id and name when
+    strings."""
+    slots = [_ALL, ("status", entry.status)] if entry.status else [_ALL]
     for name, field_name in (("room_id", "room_id"), ("room_name", "name")):
         value = entry.served(field_name)
         if isinstance(value, str):
@@ -354,22 +466,29 @@ class _Listing:
             self.remove(entry, [("status", old_status)])
             insort(self._index["status", entry.status], entry, key=_pos)
 
-    def page(self, filters: dict[str, str], cursor: _Cursor | None, size: int) -> tuple[list[Entry], bool]:
-        """One newest-first page of the entries matching ``filters`` relative to ``cursor``, and
-        whether older matching entries remain."""
+    def page(
+        self,
+        filters: dict[str, str],
+        cursor: _Cursor | None,
+        size: int,
+        created: tuple[float, float] = ANY_TIME,
+    ) -> tuple[list[Entry], bool]:
+        """One newest-first page of the entries matching ``filters`` and created within ``created``
+        (from, until) relative to ``cursor``, and whether older matching entries remain."""
         exact = [(name, filters[name]) for name in ("status", "room_id", "room_name") if name in filters]
         rows = min((self._index.get(slot, []) for slot in exact), key=len, default=self.all)
+        low, high = (bisect_left(rows, bound, key=_created) for bound in created)
 
         def matching(indexes: range) -> Iterator[Entry]:
             return (rows[i] for i in indexes if _matches(rows[i], filters))
 
         if cursor is None or cursor.after:
-            top = len(rows) if cursor is None else bisect_left(rows, cursor.key, key=_key)
-            found = list(itertools.islice(matching(range(top - 1, -1, -1)), size + 1))
+            top = high if cursor is None else min(high, bisect_left(rows, cursor.key, key=_key))
+            found = list(itertools.islice(matching(range(top - 1, low - 1, -1)), size + 1))
             return found[:size], len(found) > size
-        bottom = bisect_right(rows, cursor.key, key=_key)
-        page = list(itertools.islice(matching(range(bottom, len(rows))), size))[::-1]
-        return page, bool(page) and next(matching(range(bottom - 1, -1, -1)), None) is not None
+        bottom = max(low, bisect_right(rows, cursor.key, key=_key))
+        page = list(itertools.islice(matching(range(bottom, high)), size))[::-1]
+        return page, bool(page) and next(matching(range(bottom - 1, low - 1, -1)), None) is not None
 
 
 class _Roster:
@@ -395,6 +514,29 @@ class _Roster:
     def __iter__(self) -> Iterator[Entry]:
         """Every entry, listed or not yet."""
         return itertools.chain(self.listing.all, self._due)
+
+
+class _LogBook:
+    """The video logs as listed: ``everything`` (``include_deleted``) and the ``kept`` ones (not deleted)."""
+
+    def __init__(self, entries: Iterable[Entry] = ()) -> None:
+        rows = list(entries)
+        self.everything = _Listing(rows)
+        self.kept = _Listing(row for row in rows if not _deleted(row))
+
+    def add(self, entry: Entry) -> None:
+        self.everything.add(entry)
+        if not _deleted(entry):
+            self.kept.add(entry)
+
+    def remove(self, entry: Entry) -> None:
+        self.everything.remove(entry)
+        if not _deleted(entry):
+            self.kept.remove(entry)
+
+
+def _deleted(entry: Entry) -> bool:
+    return isinstance(entry, _Log) and entry.discarded_at is not None
 
 
 def _iso(epoch: float) -> str:
@@ -438,6 +580,39 @@ def _decode(token: str) -> _Cursor | None:
     if not valid or isinstance(created, bool) or not isinstance(created, int | float):
         return None
     return _Cursor(direction == "a", (float(created), sid))
+
+
+def _epoch(value: str) -> float | None:
+    """Epoch seconds of a date (its midnight) or an ISO 8601 datetime, UTC unless it says otherwise;
+    None when it is neither."""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def _created_span(query: dict[str, str]) -> tuple[float, float] | Response:
+    """The creation times (from, until) a logs query asks for, or its 422.
+
+    As the served ``created_at`` (whole seconds) is compared: ``created_after`` strictly after,
+    ``created_before`` strictly before, ``created_on`` within the UTC day of the date or datetime.
+    """
+    since, until = ANY_TIME
+    for name in ("created_after", "created_before", "created_on"):
+        if name not in query:
+            continue
+        when = _epoch(query[name])
+        if when is None:
+            return _invalid(name, f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 datetime")
+        if name == "created_after":
+            since = max(since, math.floor(when) + 1)
+        elif name == "created_before":
+            until = min(until, math.ceil(when))
+        else:
+            day = when - when % 86400
+            since, until = max(since, day), min(until, day + 86400)
+    return since, until
 
 
 def _parse_int(value: str) -> int | None:
@@ -505,6 +680,8 @@ class SimulatedSpace:
 
     page_size_default = 50
     page_size_max = 1000
+    mismatch_share = MISMATCH_SHARE  # of the demo's sessions
+    conference_share = CONFERENCE_SHARE
     handler: ClassVar[type[RequestHandler]] = RequestHandler
 
     def __init__(
@@ -527,6 +704,11 @@ class SimulatedSpace:
         self._rosters: dict[tuple[Child, str], _Roster] = {}  # (listing, session id): created on use
         self._members: dict[str, _Member] = {}
         self._recordings: dict[str, _Recording] = {}
+        self._logs: dict[str, _Log] = {}
+        self._log_of: dict[str, _Log] = {}  # by room session id
+        self._log_book = _LogBook()
+        self._log_rng = random.Random(f"{seed}/logs")  # its own: sessions are as they were without logs
+        self._conferences: list[_Session] = []  # the demo's, in progress
         self._bulk = False  # inside bulk(): the listing is rebuilt at its end
         self._seq = itertools.count()
         self._server: ThreadingHTTPServer | None = None
@@ -577,6 +759,10 @@ class SimulatedSpace:
             raise RuntimeError("simulated space not started")
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
+    def _api_origin(self) -> str:
+        """Where the logs' urls point: the running server, else the space's host."""
+        return f"https://{self._host_name}" if self._server is None else self.base_url
+
     # --- scripted control ------------------------------------------------------------------
 
     def add_session(
@@ -592,7 +778,7 @@ class SimulatedSpace:
         created_at: float | None = None,
         **overrides: Any,
     ) -> str:
-        """Create an in-progress session and return its id.
+        """Create an in-progress session, and its video log, and return its id.
 
         ``room_id`` defaults to a stable uuid per room name (None for a nameless session);
         ``overrides`` are raw JSON fields merged verbatim into the served record.
@@ -618,10 +804,25 @@ class SimulatedSpace:
             self._sessions[session.id] = session
             if replaced is not None:
                 self._unfile(replaced)
+                self._drop_log(self._log_of[session.id])
                 for child in ("members", "recordings"):
                     self._rosters.pop((child, session.id), None)
             self._file(session)
+            self._log_of[session.id] = self._add_log(session, ROOM_SESSION_LOG)
         return session.id
+
+    def _add_log(self, activity: _Session, kind: str) -> _Log:
+        """A new log of ``activity``, listed (call with the lock held)."""
+        log_id = str(uuid.UUID(int=self._log_rng.getrandbits(128), version=4))
+        log = _Log(log_id, activity, kind, next(self._seq), self._api_origin)
+        self._logs[log.id] = log
+        self._file_log(log)
+        return log
+
+    def _drop_log(self, log: _Log) -> None:
+        """Forget a log (call with the lock held)."""
+        del self._logs[log.id]
+        self._unfile_log(log)
 
     def add_member(
         self,
@@ -721,10 +922,25 @@ class SimulatedSpace:
             finally:
                 self._bulk = False
                 self._listing = _Listing(self._entries())
+                self._log_book = _LogBook(self._log_entries())
 
     def _entries(self) -> Iterable[Entry]:
         """Everything the lists serve; subclasses may list more than sessions."""
         return self._sessions.values()
+
+    def _log_entries(self) -> Iterable[Entry]:
+        """Every log; subclasses may list more."""
+        return self._logs.values()
+
+    def _file_log(self, entry: Entry) -> None:
+        """List a log (call with the lock held); inside ``bulk()``, at its end."""
+        if not self._bulk:
+            self._log_book.add(entry)
+
+    def _unfile_log(self, entry: Entry) -> None:
+        """Take a log off the lists (call with the lock held)."""
+        if not self._bulk:
+            self._log_book.remove(entry)
 
     def _file(self, entry: Entry) -> None:
         """List a new ``entry`` (call with the lock held); inside ``bulk()``, at its end."""
@@ -752,6 +968,8 @@ class SimulatedSpace:
             return self._list(request.query)
         if endpoint == "get":
             return self._get(request.session_id)
+        if endpoint == "logs":
+            return self._list_logs(request.query)
         if endpoint is not None:
             return self._list_children(endpoint, request)
         return _error(404)
@@ -783,6 +1001,23 @@ class SimulatedSpace:
 
         return self._page(params, listing)
 
+    def _list_logs(self, query: dict[str, str]) -> Response:
+        """A page of the logs created within the query's times; deleted ones with ``include_deleted``."""
+        logs_query = {name: value for name, value in query.items() if name not in FILTERS}
+        params = self._parse_list_query(logs_query, LOGS_PATH, LOG_FILTERS)
+        if isinstance(params, Response):
+            return params
+        created = _created_span(query)
+        if isinstance(created, Response):
+            return created
+        deleted = query.get("include_deleted", "false").lower()
+        if deleted not in ("true", "false"):
+            return _invalid("include_deleted", "include_deleted must be true or false")
+        params.created = created
+        return self._page(
+            params, lambda now: self._log_book.everything if deleted == "true" else self._log_book.kept
+        )
+
     def _page(self, params: ListQuery, listing: Callable[[float], _Listing | None]) -> Response:
         """One page of ``listing(now)`` (read with the lock held), or 404 when it is None."""
         with self._lock:
@@ -790,11 +1025,13 @@ class SimulatedSpace:
             found = listing(now)
             if found is None:
                 return _error(404)
-            page, more = found.page(params.filters, params.cursor, params.page_size)
+            page, more = found.page(params.filters, params.cursor, params.page_size, params.created)
             records = [entry.record(now) for entry in page]
         return _json(200, {"links": self._links(params, page, more), "data": records})
 
-    def _parse_list_query(self, query: dict[str, str], path: str = LIST_PATH) -> ListQuery | Response:
+    def _parse_list_query(
+        self, query: dict[str, str], path: str = LIST_PATH, filter_names: tuple[str, ...] = FILTERS
+    ) -> ListQuery | Response:
         status = query.get("status")
         if status is not None and status not in STATUSES:
             return _invalid("status", f"status must be one of: {', '.join(STATUSES)}")
@@ -810,7 +1047,7 @@ class SimulatedSpace:
         cursor = None if token is None else _decode(token)
         if token is not None and cursor is None:
             return _invalid("page_token", "page_token is invalid")
-        filters = {name: query[name] for name in FILTERS if name in query}
+        filters = {name: query[name] for name in filter_names if name in query}
         return ListQuery(filters, number, size, token, cursor, path)
 
     def _links(self, params: ListQuery, page: list[Entry], more: bool) -> dict[str, str]:
@@ -851,7 +1088,9 @@ class SimulatedSpace:
         Seeds completed history and ``target_active`` live sessions, plus ``ENDED_AT_START``
         that were live and end now (at ``traffic_started``), each with a recording of its first
         half, completed for the first and still processing for the others; then every ``tick``
-        seconds ends and starts sessions so that about ``target_active`` are in progress.
+        seconds ends and starts sessions so that about ``target_active`` are in progress. Each
+        session has its log; a few are charged a cent more than they cost (``mismatch_share``), and
+        a few come with a conference's log (``conference_share``).
         """
         if self._traffic is not None:
             raise RuntimeError("traffic already running")
@@ -886,12 +1125,15 @@ class SimulatedSpace:
                 self._traffic_step(tick, target, mean_duration)
 
     def _traffic_step(self, tick: float, target: int, mean_duration: float) -> None:
-        """End each live session with probability tick/mean; start enough to hover at target."""
+        """End each live session (and conference) with probability tick/mean; start enough to hover
+        at target."""
         now, rng = self._clock(), self._rng
         live = [s.id for s in self._sessions.values() if s.end_time is None]
         ending = [sid for sid in live if rng.random() < tick / mean_duration]
         for sid in ending:
             self._end(sid, now)
+        for conference in [c for c in self._conferences if self._log_rng.random() < tick / mean_duration]:
+            self._end_conference(conference, now)
         deficit = max(0, target - len(live) + len(ending))
         expected = target * tick / mean_duration + 0.25 * deficit
         for _ in range(int(expected) + (rng.random() < expected % 1)):
@@ -916,7 +1158,27 @@ class SimulatedSpace:
         if recorded:  # processed for about as long as a session lasts
             processing = rng.uniform(0.25, 1.0) * mean_duration
             self.add_recording(sid, id=self._random_id(), started_at=start, processing=processing)
+        self._bill_extras(sid, start)
         return sid
+
+    def _bill_extras(self, session_id: str, start: float) -> None:
+        """Charge a session's log ``MISMATCH_DOLLARS`` more than it costs (``mismatch_share`` of the
+        sessions); start a conference with it (``conference_share``)."""
+        rng = self._log_rng
+        if rng.random() < self.mismatch_share:
+            self._log_of[session_id].offset = MISMATCH_DOLLARS
+        if rng.random() < self.conference_share:
+            conference_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            name = {"name": rng.choice(CONFERENCES)}
+            conference = _Session(conference_id, start, start, name, {}, next(self._seq))
+            self._add_log(conference, CONFERENCE_LOG)
+            self._conferences.append(conference)
+
+    def _end_conference(self, conference: _Session, end: float) -> None:
+        """End a conference at ``end``; it costs ``CONFERENCE_DOLLARS_PER_MINUTE`` (at least $0.0001)."""
+        conference.end_time = end
+        conference.cost = max(_dollars(CONFERENCE_DOLLARS_PER_MINUTE, end - conference.start_time), 0.0001)
+        self._conferences.remove(conference)
 
     def _add_people(self, session_id: str, start: float, capacity: int, mean_duration: float) -> None:
         """Plan a session's members: most join early, some late; most stay long, some leave early.

@@ -12,9 +12,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -28,11 +29,11 @@ from exporter.simulator import ENDED_AT_START, RequestHandler, SimulatedSpace
 from .support.fake_api import FakeSpace
 
 PROJECT, TOKEN = "project-1", "secret-token"
-LIST = "/api/video/room_sessions"
+LIST, LOGS = "/api/video/room_sessions", "/api/video/logs"
 T0 = 1_795_000_000.0
-# The sessions endpoints are checked against the spec the exporter was built on; the members and
-# recordings endpoints against the API's larger extract (whose fps, a number, the sessions spec
-# and real responses contradict: "30" and 20 are both served).
+# The sessions endpoints are checked against the spec the exporter was built on; the members,
+# recordings and logs endpoints against the API's larger extract (whose fps, a number, the sessions
+# spec and real responses contradict: "30" and 20 are both served).
 SPEC: dict[str, Any] = yaml.safe_load(
     (Path(__file__).parent / "api" / "room_sessions.openapi.yaml").read_text()
 )
@@ -58,8 +59,8 @@ def validate_response(response: httpx.Response) -> None:
     """Validate a response body against the spec's schema for its path and status."""
     path = urlsplit(str(response.url)).path
     child = path.rpartition("/")[2] if path.count("/") == 5 else None  # members or recordings
-    spec, uri = (SPEC, SPEC_URI) if child is None else (VIDEO_SPEC, VIDEO_SPEC_URI)
-    template = LIST if path == LIST else f"{LIST}/{{id}}/{child}" if child else LIST + "/{id}"
+    spec, uri = (SPEC, SPEC_URI) if child is None and path != LOGS else (VIDEO_SPEC, VIDEO_SPEC_URI)
+    template = path if path in (LIST, LOGS) else f"{LIST}/{{id}}/{child}" if child else LIST + "/{id}"
     responses = spec["paths"][template]["get"]["responses"]
     assert str(response.status_code) in responses, response.status_code
     assert response.headers["content-type"] == "application/json"
@@ -136,6 +137,7 @@ def query_of(link: str) -> dict[str, str]:
         LIST + "/00000000-0000-4000-8000-000000000000",
         LIST + "/00000000-0000-4000-8000-000000000000/members",
         LIST + "/00000000-0000-4000-8000-000000000000/recordings",
+        LOGS,
     ],
 )
 def test_rejects_missing_or_wrong_credentials(
@@ -769,3 +771,297 @@ def test_demo_recordings_record_then_process_then_complete(clock: Clock) -> None
                 )  # whole seconds
             else:
                 assert (r["status"], r["finished_at"], r["size_in_bytes"]) == ("recording", None, None)
+
+
+# --- video logs -------------------------------------------------------------------------------------
+
+
+def iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def test_logs_paginate_newest_first_with_links_to_their_listing(
+    space: FakeSpace, client: httpx.Client
+) -> None:
+    created = [space.add_session(created_at=T0 - 60 * i) for i in range(5)]
+    same_second = [space.add_session(created_at=T0 - 600) for _ in range(3)]
+    pages = collect(client, LOGS, page_size=2)
+    expected = [space.log_of(s) for s in created] + sorted(
+        (space.log_of(s) for s in same_second), reverse=True
+    )
+    assert ids(pages) == expected == [log["id"] for log in space.logs()]
+    assert [len(page["data"]) for page in pages] == [2, 2, 2, 2]
+    assert all(link.startswith(space.base_url + LOGS + "?") for p in pages for link in p["links"].values())
+    assert ids([get(client, pages[2]["links"]["prev"]).json()]) == ids([pages[1]])
+    assert len(get(client, LOGS).json()["data"]) == 8  # default page size 50
+
+
+def test_a_session_log_follows_its_session(space: FakeSpace, client: httpx.Client, clock: Clock) -> None:
+    session = space.add_session(
+        name="standup", start_time=T0, created_at=T0, quality="1080p", record_on_start=True
+    )
+    clock.now = T0 + 5
+    [live] = get(client, LOGS).json()["data"]
+    assert live == {
+        "id": space.log_of(session),
+        "source": "realtime_api",
+        "type": "video_room_session",
+        "url": f"{space.base_url}{LIST}/{session}",
+        "room_name": "standup",
+        "status": "in-progress",
+        "locked": False,
+        "started_at": "2026-11-18T11:06:40Z",
+        "ended_at": None,
+        "charge": 0,
+        "charge_details": [],
+        "created_at": "2026-11-18T11:06:40Z",
+    }
+    space.complete_session(session, cost_in_dollars=0.1237, end_time=T0 + 120)
+    [done] = get(client, LOGS).json()["data"]
+    assert {k: v for k, v in done.items() if live[k] != v} == {
+        "status": "completed",
+        "ended_at": "2026-11-18T11:08:40Z",
+        "charge": 0.1237,
+        "charge_details": [
+            {"description": "Video room session minutes", "charge": 0.0619},
+            {"description": "Video recording", "charge": 0.0371},
+            {"description": "Video room session 1080p surcharge", "charge": 0.0247},
+        ],
+    }
+    assert space.logs() == [done]
+    space.reopen_session(session)
+    assert get(client, LOGS).json()["data"] == [live]
+
+
+@pytest.mark.parametrize("cost", [0, 0.0001, 0.0003, 0.0049, 0.1237, 0.3, 1.9999, 12.3456, 999_999.9999])
+def test_charge_details_add_up_to_the_charge(space: FakeSpace, client: httpx.Client, cost: float) -> None:
+    full = space.add_session(quality="1080p", record_on_start=True, created_at=T0)
+    plain = space.add_session(quality="720p", created_at=T0 - 1)
+    for session in (full, plain):
+        space.complete_session(session, cost_in_dollars=cost)
+    full_log, plain_log = get(client, LOGS).json()["data"]
+    parts = [d["charge"] for d in full_log["charge_details"]]
+    assert full_log["charge"] == cost
+    assert sum(Decimal(str(part)) for part in parts) == Decimal(str(cost))
+    assert all(part >= 0 and round(part, 4) == part for part in parts)
+    assert plain_log["charge_details"] == [{"description": "Video room session minutes", "charge": cost}]
+
+
+def test_a_charge_too_large_to_split_is_one_part(space: FakeSpace, client: httpx.Client) -> None:
+    space.complete_session(space.add_session(record_on_start=True), cost_in_dollars=1e308)
+    [log] = get(client, LOGS).json()["data"]
+    assert log["charge_details"] == [{"description": "Video room session minutes", "charge": 1e308}]
+
+
+D = 1_794_960_000  # 2026-11-18T00:00:00Z
+AROUND_A_DAY = (D - 1, D, D + 0.5, D + 1, D + 86399, D + 86400)
+
+
+@pytest.mark.parametrize(
+    ("params", "created"),
+    [
+        ({"created_after": iso(D)}, [D + 1, D + 86399, D + 86400]),  # D + 0.5 is served as D
+        ({"created_after": "2026-11-18"}, [D + 1, D + 86399, D + 86400]),
+        ({"created_after": "2026-11-18T00:00:00.5"}, [D + 1, D + 86399, D + 86400]),  # naive: UTC
+        ({"created_before": iso(D + 1)}, [D - 1, D, D + 0.5]),
+        ({"created_before": "2026-11-18T01:00:01+01:00"}, [D - 1, D, D + 0.5]),
+        ({"created_before": "2026-11-18T00:00:00.5Z"}, [D - 1, D, D + 0.5]),
+        ({"created_on": "2026-11-18"}, [D, D + 0.5, D + 1, D + 86399]),
+        ({"created_on": "2026-11-18T15:00:00Z"}, [D, D + 0.5, D + 1, D + 86399]),
+        ({"created_on": "2026-11-18T23:30:00-05:00"}, [D + 86400]),  # the 19th in UTC
+        ({"created_after": iso(D), "created_before": iso(D + 86400)}, [D + 1, D + 86399]),
+        ({"created_on": "2026-11-18", "created_after": iso(D + 1)}, [D + 86399]),
+        ({"created_after": iso(D + 86400)}, []),
+    ],
+)
+def test_logs_filter_by_creation_time_as_served(
+    space: FakeSpace, client: httpx.Client, params: dict[str, str], created: list[float]
+) -> None:
+    log_at = {at: space.log_of(space.add_session(created_at=at)) for at in AROUND_A_DAY}
+    pages = collect(client, LOGS, page_size=2, **params)
+    assert ids(pages) == [log_at[at] for at in reversed(created)]
+    for before, page in itertools.pairwise(pages):
+        previous = get(client, page["links"]["prev"]).json()
+        assert (ids([previous]), previous["links"].keys()) == (ids([before]), before["links"].keys())
+    assert all(query_of(link).items() >= params.items() for page in pages for link in page["links"].values())
+
+
+def test_pages_stay_within_the_times_when_logs_vanish_or_tokens_come_from_elsewhere(
+    space: FakeSpace, client: httpx.Client
+) -> None:
+    logs = [space.log_of(space.add_session(created_at=T0 - i)) for i in range(5)]
+    pages = collect(client, LOGS, page_size=1, created_after=iso(T0 - 4), created_before=iso(T0))
+    assert ids(pages) == logs[1:4]
+    unfiltered = collect(client, LOGS, page_size=1)
+    newest, oldest = unfiltered[0]["links"]["next"], unfiltered[-1]["links"]["prev"]  # at logs[0], logs[4]
+    narrowed = f"{newest}&{urlencode({'created_before': iso(T0 - 2)})}"  # logs[1] is created too late
+    assert ids([get(client, narrowed).json()]) == [logs[3]]
+    narrowed = f"{oldest}&{urlencode({'created_after': iso(T0 - 3)})}"  # logs[3] is created too early
+    assert ids([get(client, narrowed).json()]) == [logs[2]]
+    space.delete_log(logs[1])
+    space.delete_log(logs[3])
+    assert get(client, pages[1]["links"]["prev"]).json()["data"] == []  # not logs[0], created too late
+    previous = get(client, pages[2]["links"]["prev"]).json()
+    assert ids([previous]) == [logs[2]]
+    assert "next" not in previous["links"]  # logs[4] is older, but created too early
+
+
+@pytest.mark.parametrize(
+    ("params", "attribute", "code"),
+    [
+        ({"created_after": "yesterday"}, "created_after", "created_after_is_invalid"),
+        ({"created_before": "2026-02-30"}, "created_before", "created_before_is_invalid"),
+        ({"created_on": "18/11/2026"}, "created_on", "created_on_is_invalid"),
+        ({"include_deleted": "maybe"}, "include_deleted", "include_deleted_is_invalid"),
+        ({"page_size": "1001"}, "page_size", "page_size_is_invalid"),
+        ({"page_number": "1"}, "page_token", "page_token_required"),
+    ],
+)
+def test_invalid_log_parameters_return_422(
+    client: httpx.Client, params: dict[str, str], attribute: str, code: str
+) -> None:
+    response = get(client, LOGS, **params)
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert (error["attribute"], error["code"]) == (attribute, code)
+
+
+def test_deleted_logs_are_listed_only_with_include_deleted(
+    space: FakeSpace, client: httpx.Client, clock: Clock
+) -> None:
+    logs = [space.log_of(space.add_session(created_at=T0 - i)) for i in range(3)]
+    clock.now = T0 + 10
+    space.delete_log(logs[1])
+    space.delete_log(logs[1])  # already deleted: no change
+    assert (
+        ids(collect(client, LOGS))
+        == ids(collect(client, LOGS, include_deleted="false"))
+        == [logs[0], logs[2]]
+    )
+    pages = collect(client, LOGS, page_size=1, include_deleted="true")
+    assert ids(pages) == logs
+    assert pages[1]["data"] == [
+        {"id": logs[1], "discarded_at": "2026-11-18T11:06:50Z", "created_at": iso(T0 - 1)}
+    ]
+    assert all(
+        query_of(link)["include_deleted"] == "true" for page in pages for link in page["links"].values()
+    )
+    assert space.logs(include_deleted=True) == [record for page in pages for record in page["data"]]
+    assert [log["id"] for log in space.logs()] == [logs[0], logs[2]]
+
+
+def test_scripted_logs_are_served_verbatim_and_raw_ones_are_no_ground_truth(
+    space: FakeSpace, client: httpx.Client
+) -> None:
+    kept, gone, replaced = (space.add_session(created_at=T0 - i) for i in range(3))
+    space.complete_session(kept, cost_in_dollars=0.25)
+    space.update_log(space.log_of(kept), charge=0.5, status=None, ended_at=None)
+    space.add_raw_log({"id": "raw", "charge": "lots"}, created_at=T0 - 1.5)
+    space.delete_session(gone)  # its log stays
+    old = space.log_of(replaced)
+    space.add_session(id=replaced, created_at=T0 - 3)  # a new session, with a new log
+    served = client.get(LOGS).json()["data"]
+    assert [log["id"] for log in served] == [
+        space.log_of(kept),
+        space.log_of(gone),
+        "raw",
+        space.log_of(replaced),
+    ]
+    assert old != space.log_of(replaced)
+    assert (served[0]["charge"], served[0]["status"], served[0]["ended_at"]) == (0.5, None, None)
+    assert served[0]["charge_details"][0]["charge"] == 0.25
+    assert served[1]["url"].endswith(f"{LIST}/{gone}")
+    assert served[2] == {"id": "raw", "charge": "lots"}
+    assert space.logs() == [served[0], served[1], served[3]]
+
+
+def test_logs_point_at_the_space_host_until_it_serves(clock: Clock) -> None:
+    space = FakeSpace(clock=clock, host_name="acme.signalwire.com")
+    session = space.add_session()
+    assert space.logs()[0]["url"] == f"https://acme.signalwire.com{LIST}/{session}"
+    with space:
+        assert space.logs()[0]["url"] == f"{space.base_url}{LIST}/{session}"
+
+
+def test_fail_next_targets_logs(space: FakeSpace, client: httpx.Client) -> None:
+    space.add_session()
+    space.fail_next(503, endpoint="logs")
+    assert client.get(LIST).status_code == 200
+    assert client.get(LOGS).status_code == 503
+    assert client.get(LOGS).status_code == 200
+
+
+def demo_logs(seed: int, clock: Clock, **shares: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The sessions and the logs (read over HTTP, checked against the spec, urls without the origin)
+    of a demo seeded with ``seed``, with the given mismatch and conference shares."""
+    with FakeSpace(clock=clock, seed=seed) as space:
+        for name, share in shares.items():
+            setattr(space, name, share)
+        space.run_traffic(tick=3600, target_active=30, mean_duration=120)
+        with httpx.Client(base_url=space.base_url, auth=("demo-project", "demo-token")) as c:
+            logs = [r for page in collect(c, LOGS, page_size=7) for r in page["data"]]
+        for log in logs:
+            log["url"] = log["url"].removeprefix(space.base_url)
+        return space.sessions(), logs
+
+
+def test_demo_logs_bill_every_session_with_a_few_mismatches_and_conferences(clock: Clock) -> None:
+    sessions, logs = demo_logs(11, clock, mismatch_share=0.25, conference_share=0.25)
+    by_session = {
+        log["url"].removeprefix(LIST + "/"): log for log in logs if log["type"] == "video_room_session"
+    }
+    assert by_session.keys() == {s["id"] for s in sessions}
+    mismatches = 0
+    for s in sessions:
+        log = by_session[s["id"]]
+        assert (log["room_name"], log["status"], log["created_at"]) == (
+            s["name"],
+            s["status"],
+            s["created_at"],
+        )
+        assert (log["started_at"], log["ended_at"]) == (s["start_time"], s["end_time"])
+        if s["status"] == "in-progress":
+            assert (log["charge"], log["charge_details"]) == (0, [])
+        elif log["charge"] != s["cost_in_dollars"]:
+            assert log["charge"] == round(s["cost_in_dollars"] + 0.01, 4)
+            mismatches += 1
+    completed = sum(s["status"] == "completed" for s in sessions)
+    assert 0 < mismatches < completed
+    conferences = [log for log in logs if log["type"] == "video_conference_session"]
+    assert 0 < len(conferences) < len(sessions)
+    assert all(log["url"].startswith("/api/video/conferences/") for log in conferences)
+    assert len(logs) == len(sessions) + len(conferences)
+    assert demo_logs(11, clock, mismatch_share=0.25, conference_share=0.25) == (sessions, logs)  # seeded
+    assert demo_logs(12, clock, mismatch_share=0.25, conference_share=0.25)[1] != logs
+
+
+def test_demo_logs_leave_the_sessions_as_they_were(clock: Clock) -> None:
+    """The logs draw from their own random stream: the demo's sessions do not depend on them."""
+    sessions, logs = demo_logs(11, clock)
+    quiet_sessions, quiet_logs = demo_logs(11, clock, mismatch_share=0, conference_share=0)
+    assert sessions == quiet_sessions
+    assert {log["type"] for log in quiet_logs} == {"video_room_session"}
+    assert len(logs) >= len(quiet_logs) == len(sessions)
+
+
+def test_demo_conferences_end_and_are_charged() -> None:
+    with FakeSpace(seed=3) as space:
+        space.conference_share = 1.0
+        space.run_traffic(tick=0.01, target_active=8, mean_duration=0.3)
+
+        def charged() -> list[dict[str, Any]]:
+            return [
+                log
+                for log in space.logs()
+                if log["type"] == "video_conference_session" and log["status"] == "completed"
+            ]
+
+        assert until(lambda: len(charged()) >= 2)
+        space.stop_traffic()
+        done = charged()
+    for log in done:
+        assert log["charge"] >= 0.0001 and epoch(log["ended_at"]) >= epoch(log["started_at"])
+        assert log["charge_details"] == [
+            {"description": "Video conference session charge", "charge": log["charge"]}
+        ]
+        validate("#/components/schemas/Video.Log", log, VIDEO_SPEC_URI)

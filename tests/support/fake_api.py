@@ -3,9 +3,10 @@
 :class:`FakeSpace` adds fault injection (``fail_next``: any status, body and headers, or a
 reset, truncated or dripping delivery, on any endpoint), request recording (``requests``),
 ``latency``, concurrency counts (``in_flight``, ``max_in_flight``), ``next_link_hook``, relative
-links, raw records listed verbatim (sessions, members, recordings), sessions that reopen or
-vanish, members and recordings changed at will (``update_member``, ``update_recording``), and
-the ground truth (``sessions``, ``members``, ``recordings``).
+links, raw records listed verbatim (sessions, members, recordings, logs), sessions that reopen or
+vanish, members, recordings and logs changed at will (``update_member``, ``update_recording``,
+``update_log``), logs deleted (``delete_log``), and the ground truth (``sessions``, ``members``,
+``recordings``, ``logs``).
 """
 
 from __future__ import annotations
@@ -57,8 +58,9 @@ class _Fault:
 
 
 class _Raw(NamedTuple):
-    """A record from ``add_raw_record`` (listed verbatim for ``status``, never served by GET), or
-    from ``add_raw_member`` or ``add_raw_recording`` (listed verbatim with a session's)."""
+    """A record from ``add_raw_record`` (listed verbatim for ``status``, never served by GET), from
+    ``add_raw_member`` or ``add_raw_recording`` (listed verbatim with a session's), or from
+    ``add_raw_log`` (listed verbatim with the logs)."""
 
     pos: tuple[float, str, int]
     status: str
@@ -129,6 +131,7 @@ class FakeSpace(SimulatedSpace):
         super().__init__(*args, **kwargs)
         self._link_style = link_style
         self._raw: list[_Raw] = []
+        self._raw_logs: list[_Raw] = []
         self._faults: list[_Fault] = []
         self._stopped = threading.Event()  # ends latency waits and drips
         self.next_link_hook: Callable[[str], str | None] | None = None
@@ -182,6 +185,13 @@ class FakeSpace(SimulatedSpace):
         with self._lock:
             self._roster("recordings", session_id).add(self._raw_entry(record, "", listed_at))
 
+    def add_raw_log(self, record: dict[str, Any], created_at: float | None = None) -> None:
+        """List ``record`` verbatim with the logs, as created at ``created_at`` (default now)."""
+        with self._lock:
+            raw = self._raw_entry(record, "", created_at)
+            self._raw_logs.append(raw)
+            self._file_log(raw)
+
     def _raw_entry(self, record: dict[str, Any], status: str, at: float | None) -> _Raw:
         """``record`` as a list entry placed at ``at`` (default now) by its id (call with the lock held)."""
         raw_id = record.get("id")
@@ -206,8 +216,30 @@ class FakeSpace(SimulatedSpace):
         with self._lock:
             _update(self._recordings[recording_id], RECORDING_SCRIPT, fields)
 
+    def update_log(self, log_id: str, **fields: Any) -> None:
+        """Serve these fields of a log verbatim: ``charge=0.5``, ``status=None``, ``ended_at=None``..."""
+        with self._lock:
+            self._logs[log_id].overrides.update(fields)
+
+    def delete_log(self, log_id: str) -> None:
+        """Delete a log now: listed only with ``include_deleted``, as ``{id, discarded_at, created_at}``."""
+        with self._lock:
+            log = self._logs[log_id]
+            if log.discarded_at is None:
+                self._unfile_log(log)
+                log.discarded_at = self._clock()
+                self._file_log(log)
+
+    def log_of(self, session_id: str) -> str:
+        """The id of a room session's log (a deleted session keeps its log)."""
+        with self._lock:
+            return self._log_of[session_id].id
+
     def _entries(self) -> Iterable[Entry]:
         return [*super()._entries(), *self._raw]
+
+    def _log_entries(self) -> Iterable[Entry]:
+        return [*super()._log_entries(), *self._raw_logs]
 
     def sessions(self) -> list[dict[str, Any]]:
         """Ground truth: every session's record as the list endpoint serves it now, newest first.
@@ -230,6 +262,14 @@ class FakeSpace(SimulatedSpace):
         """Ground truth: the session's recordings as served now, newest first (as ``members``)."""
         return self._served("recordings", session_id)
 
+    def logs(self, include_deleted: bool = False) -> list[dict[str, Any]]:
+        """Ground truth: every log as the logs listing serves it now (deleted ones only with
+        ``include_deleted``), newest first; raw logs from ``add_raw_log`` are left out."""
+        with self._lock:
+            now = self._clock()
+            logs = [log for log in self._logs.values() if include_deleted or log.discarded_at is None]
+            return [dict(log.record(now)) for log in sorted(logs, key=attrgetter("pos"), reverse=True)]
+
     def _served(self, child: Child, session_id: str) -> list[dict[str, Any]]:
         with self._lock:
             now = self._clock()
@@ -250,7 +290,7 @@ class FakeSpace(SimulatedSpace):
         delay: float = 0.1,
     ) -> None:
         """Answer the next ``times`` requests to ``endpoint`` (None: any) with this response, before
-        even auth. Endpoints: ``list``, ``get``, ``members``, ``recordings``.
+        even auth. Endpoints: ``list``, ``get``, ``members``, ``recordings``, ``logs``.
 
         ``kind`` is how it is delivered: ``respond`` normally; ``reset`` closes the connection
         without any response (TCP RST); ``truncate`` announces one byte more than the body
