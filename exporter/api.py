@@ -1,5 +1,5 @@
-"""SignalWire Video REST API client: room-session listings, single sessions, and the members and
-recordings of a session (every listing read to its last page).
+"""SignalWire Video REST API client: room-session listings, single sessions, the members and
+recordings of a session, and the video logs (every listing read to its last page).
 
 Every request has a hard deadline (see :mod:`.transport`) and is retried on 429, 5xx and
 transport errors with exponential backoff and jitter, but never past the caller's deadline.
@@ -28,10 +28,13 @@ import httpx
 from . import __version__
 from .config import PollConfig, SpaceConfig
 from .models import (
+    ROOM_SESSIONS_PATH,
     InvalidResponse,
     Member,
     Recording,
     RoomSession,
+    VideoLog,
+    decode_logs_page,
     decode_members_page,
     decode_page,
     decode_recordings_page,
@@ -41,14 +44,15 @@ from .transport import DeadlineTransport, deadline
 
 log = logging.getLogger(__name__)
 
-LIST_PATH = "/api/video/room_sessions"
+LIST_PATH = ROOM_SESSIONS_PATH
+LOGS_PATH = "/api/video/logs"
 MAX_BODY_BYTES = 64 * 1024 * 1024  # decoded
 TEXT_LIMIT = 300  # characters of API-provided text in a message
 BACKOFF_BASE, BACKOFF_CAP = 0.5, 30.0
 USER_AGENT = f"signalwire-video-exporter/{__version__}"
 
-# Receives every request's outcome: endpoint ("list", "get", "members" or "recordings"), HTTP
-# status (None when no response came) and seconds taken.
+# Receives every request's outcome: endpoint ("list", "get", "members", "recordings" or "logs"),
+# HTTP status (None when no response came) and seconds taken.
 RequestObserver = Callable[[str, int | None, float], None]
 T = TypeVar("T")
 # A listing page's body -> (records, links.next, ids of malformed records); see models.decode_page.
@@ -182,6 +186,21 @@ class ApiClient:
         No page at all when the session does not exist (404: deleted), as :meth:`list_members`.
         """
         return self._session_pages("recordings", session_id, decode_recordings_page, deadline)
+
+    def list_logs(
+        self, deadline: float, created_after: str | None = None, created_before: str | None = None
+    ) -> Iterator[tuple[list[VideoLog], list[str | None]]]:
+        """Yield (logs, ids of malformed records) for every page of the video logs, newest first.
+
+        ``created_after`` and ``created_before`` (a date or an ISO 8601 datetime, sent only when
+        given) narrow the listing to logs created after or before them. Deleted logs are not listed.
+        """
+        params = {
+            "page_size": str(self.poll.page_size),
+            "created_after": created_after,
+            "created_before": created_before,
+        }
+        return self._pages("logs", LOGS_PATH, params, decode_logs_page, deadline)
 
     def _session_pages(
         self, listing: str, session_id: str, decode: PageDecoder[T], deadline: float

@@ -414,3 +414,117 @@ def test_children_links_are_held_to_their_listing_and_origin(sim: FakeSpace) -> 
     sim.next_link_hook = None
     with pytest.raises(ApiError, match="more than 2 pages"):
         _children(_client(sim, page_size=1, max_pages=2), "members", session)
+
+
+# --- video logs -----------------------------------------------------------------------------------
+
+
+def _logs(client: ApiClient, seconds: float = 10.0, **dates: str) -> list[list[str]]:
+    """The ids on each page of the video logs."""
+    return [[log.id for log in logs] for logs, _ in client.list_logs(deadline(seconds), **dates)]
+
+
+def _iso(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def test_logs_are_read_to_the_last_page_newest_first(sim: FakeSpace) -> None:
+    for i in range(5):
+        sim.add_session(created_at=1_800_000_000 + i)
+    client = _client(sim, page_size=2)
+    pages = _logs(client)
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert [i for page in pages for i in page] == [log["id"] for log in sim.logs()]
+    assert {r.path for r in sim.requests} == {"/api/video/logs"}
+    assert sim.requests[0].query == {"page_size": "2"}  # no date unless asked for
+    assert client.observe.counts == {("logs", "200"): 3}
+
+
+def test_log_date_filters_reach_the_simulator_and_filter(sim: FakeSpace) -> None:
+    t0 = 1_800_000_000
+    sessions = [sim.add_session(created_at=t0 + 3600 * i) for i in range(6)]
+    client = _client(sim, page_size=1)
+    after, before = _iso(t0 + 3600), _iso(t0 + 4 * 3600)  # strictly between: sessions 2 and 3
+    pages = _logs(client, created_after=after, created_before=before)
+    assert pages == [[sim.log_of(sessions[3])], [sim.log_of(sessions[2])]]
+    assert all(
+        r.query["created_after"] == after and r.query["created_before"] == before for r in sim.requests
+    )
+    assert [i for page in _logs(client, created_after=after) for i in page] == [
+        sim.log_of(s) for s in sessions[:1:-1]
+    ]
+    assert sim.requests[-1].query.keys() == {"created_after", "page_size", "page_number", "page_token"}
+
+
+def test_logs_decode_as_served(sim: FakeSpace) -> None:
+    t0 = int(time.time()) - 3600
+    done = sim.add_session(name="standup", start_time=t0, created_at=t0, quality="1080p")
+    live = sim.add_session(name="lobby", created_at=t0 + 60)
+    deleted = sim.add_session(created_at=t0 + 120)
+    sim.complete_session(done, cost_in_dollars=0.1237, end_time=t0 + 300)
+    sim.delete_log(sim.log_of(deleted))
+    [(logs, [])] = list(_client(sim).list_logs(deadline()))
+    assert [log.id for log in logs] == [sim.log_of(live), sim.log_of(done)]
+    running, billed = logs
+    assert (running.kind, running.session_id, running.completed, running.charge) == (
+        "room_session",
+        live,
+        False,
+        0,
+    )
+    assert (billed.kind, billed.session_id, billed.room_name, billed.completed) == (
+        "room_session",
+        done,
+        "standup",
+        True,
+    )
+    assert (billed.created_ts, billed.ended_ts, billed.charge, billed.invalid_reason()) == (
+        t0,
+        t0 + 300,
+        0.1237,
+        None,
+    )
+    details = {d.description: d.charge for d in billed.charge_details or []}
+    assert details == {"Video room session minutes": 0.099, "Video room session 1080p surcharge": 0.0247}
+
+
+def test_faults_on_logs_are_retried_or_fail_with_their_reason(sim: FakeSpace) -> None:
+    sim.add_session()
+    sim.fail_next(500, endpoint="logs")
+    client = _client(sim)
+    assert len(_logs(client)[0]) == 1
+    assert client.observe.counts == {("logs", "500"): 1, ("logs", "200"): 1}
+    sim.fail_next(403, endpoint="logs")
+    assert _all(client) != []  # the fault waits for its endpoint
+    with pytest.raises(ApiError) as info:
+        _logs(client)
+    assert info.value.reason == "unauthorized"
+    sim.fail_next(422, endpoint="logs")
+    with pytest.raises(ApiError) as info:
+        _logs(client)
+    assert info.value.reason == "invalid_response"
+    sim.fail_next(200, body=b"<html>maintenance</html>", endpoint="logs")
+    with pytest.raises(ApiError, match="not a logs page") as info:
+        _logs(client)
+    assert info.value.reason == "invalid_response"
+
+
+def test_malformed_logs_are_set_apart(sim: FakeSpace) -> None:
+    good = sim.log_of(sim.add_session())
+    sim.add_raw_log({"id": "bad-1", "charge": "a lot"})
+    sim.add_raw_log({"charge": 0.5})
+    [(logs, malformed)] = list(_client(sim).list_logs(deadline()))
+    assert [log.id for log in logs] == [good]
+    assert set(malformed) == {"bad-1", None}
+
+
+def test_logs_links_are_held_to_their_listing(sim: FakeSpace) -> None:
+    for _ in range(3):
+        sim.add_session()
+    client = _client(sim, page_size=1)
+    sim.next_link_hook = lambda link: link.replace("/api/video/logs", "/api/video/room_sessions")
+    with pytest.raises(ApiError, match="unexpected path"):
+        _logs(client)
+    sim.next_link_hook = _back_to_first()
+    with pytest.raises(ApiError, match="pagination loop"):
+        _logs(client)
