@@ -7,7 +7,10 @@ durations, also while the exporter is down. The test kills the exporter with SIG
 ``KILLS`` times, at random moments, while an API request is in flight and while the state
 file is being written, and restarts it each time. Every scrape taken along the way must show
 counters that never decrease; at the end the counters must equal the simulator's ground
-truth: counts and histograms exactly, costs to 1e-9.
+truth: counts and histograms exactly, costs to 1e-9. Members and recordings are read too
+(``members.enabled``, ``recordings.enabled``): sessions have members, some are recorded and
+their recordings process for a moment after they end, so kills also land while members and
+recordings are read and while their queues are saved; their counters must equal the truth too.
 
 Kills are classified after the fact, from evidence rather than intent:
 
@@ -58,6 +61,7 @@ PAGE_SIZE = 5  # several requests per listing
 LATENCY = 0.02  # simulator answer delay: a poll takes a good part of the interval
 BUCKETS = (60.0, 300.0, 600.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0)  # the default
 STARTUP = 20.0  # bound of every wait for the exporter
+PROCESSING = 1.0  # seconds a recording processes after its session ends, at most
 # Kills that cut a state write are required when a state write (tmp file to rename) takes at
 # least this long where the state lives (about 500 us with a real fsync on ext4). On tmpfs it
 # takes tens of microseconds and a targeted kill only sometimes lands inside it.
@@ -78,7 +82,17 @@ COST = P + "room_sessions_cost_dollars_total"
 BUCKET = P + "room_session_duration_seconds_bucket"
 DURATION_SUM = P + "room_session_duration_seconds_sum"
 DURATION_COUNT = P + "room_session_duration_seconds_count"
-COUNTERS = (COMPLETED, COST, BUCKET, DURATION_SUM, DURATION_COUNT)
+MEMBERS_COUNT, MEMBERS_SUM = P + "room_session_members_count", P + "room_session_members_sum"
+MEMBER_SECONDS, MEMBER_COST = P + "member_seconds_total", P + "member_cost_dollars_total"
+RECORDINGS = (
+    P + "recordings_total",
+    P + "recording_seconds_total",
+    P + "recording_bytes_total",
+    P + "recording_cost_dollars_total",
+)
+PEOPLE = (MEMBERS_COUNT, MEMBERS_SUM, MEMBER_SECONDS, MEMBER_COST)
+COUNTERS = (COMPLETED, COST, BUCKET, DURATION_SUM, DURATION_COUNT, *PEOPLE, *RECORDINGS)
+AMOUNTS = (COST, MEMBER_COST, RECORDINGS[3])  # compared to 1e-9
 QUALITY_LABELS = ("720p", "1080p", "unknown", "other")
 FPS_LABELS = ("20", "30", "unknown", "other")
 
@@ -154,21 +168,24 @@ def space_value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], na
 
 
 def counter_values(samples: dict[tuple[str, frozenset[tuple[str, str]]], float]) -> dict[Key, float]:
-    """The session counters of SPACE, keyed by (sample name, quality, fps, le)."""
+    """The counters of SPACE, keyed by (sample name, quality, fps, le); "" for a label it lacks."""
     values: dict[Key, float] = {}
     for (name, labels), value in samples.items():
         label = dict(labels)
         if name in COUNTERS and label.get("space") == SPACE:
             le = float(label["le"]) if "le" in label else None
-            values[name, label["quality"], label["fps"], le] = value
+            values[name, label.get("quality", ""), label.get("fps", ""), le] = value
     return values
 
 
-def expected_values(records: list[dict[str, Any]]) -> dict[Key, float]:
-    """Ground truth from the simulator's records, in the shape of :func:`counter_values`."""
+def expected_values(records: list[dict[str, Any]], sim: FakeSpace) -> dict[Key, float]:
+    """Ground truth from the simulator's records (sessions, their members and recordings), in
+    the shape of :func:`counter_values`."""
     count = {(q, f): 0 for q in QUALITY_LABELS for f in FPS_LABELS}
     cost = {key: 0.0 for key in count}
     durations: dict[tuple[str, str], list[int]] = {key: [] for key in count}
+    people = {key: [0, 0, 0.0, 0.0] for key in count}  # sessions, members who joined, seconds, cost
+    recordings = [0, 0.0, 0, 0.0]  # count, seconds, bytes, cost
     for record in records:
         if record["status"] != "completed":
             continue
@@ -176,6 +193,15 @@ def expected_values(records: list[dict[str, Any]]) -> dict[Key, float]:
         count[key] += 1
         cost[key] += record["cost_in_dollars"]
         durations[key].append(record["duration"])
+        joined = [m for m in sim.members(record["id"]) if m["join_time"] is not None]
+        people[key][0] += 1
+        people[key][1] += len(joined)
+        people[key][2] += sum(m["duration"] for m in joined)
+        people[key][3] += sum(m["cost_in_dollars"] for m in joined)
+        for rec in sim.recordings(record["id"]):
+            assert rec["status"] == "completed", rec
+            for i, value in enumerate((1, rec["duration"], rec["size_in_bytes"], rec["cost_in_dollars"])):
+                recordings[i] += value
     values: dict[Key, float] = {}
     for (q, f), n in count.items():
         values[COMPLETED, q, f, None] = n
@@ -184,6 +210,10 @@ def expected_values(records: list[dict[str, Any]]) -> dict[Key, float]:
         values[DURATION_SUM, q, f, None] = sum(durations[q, f])
         for bound in (*BUCKETS, math.inf):
             values[BUCKET, q, f, bound] = sum(1 for d in durations[q, f] if d <= bound)
+        for name, value in zip(PEOPLE, people[q, f], strict=True):
+            values[name, q, f, None] = value
+    for name, value in zip(RECORDINGS, recordings, strict=True):
+        values[name, "", "", None] = value
     return values
 
 
@@ -225,6 +255,10 @@ class Timeline:
             start_time=started,
             created_at=started,
         )
+        for i in range(rng.randint(0, 3)):  # members join as it starts; the fourth never does
+            self.sim.add_member(sid, join_time=None if i == 2 and rng.random() < 0.3 else started)
+        if rng.random() < 0.3:  # recorded: processing for a moment after it ends
+            self.sim.add_recording(sid, processing=rng.uniform(0.0, PROCESSING))
         now = time.monotonic()
         self.due[sid] = now + lifetime
         self.lifetimes[sid] = (now, None)
@@ -301,6 +335,8 @@ class Harness:
             "spaces": [{"name": SPACE, "base_url": sim.base_url, "project_id": PROJECT, "api_token": TOKEN}],
             "state": {"path": str(self.state)},
             "metrics": {"duration_buckets": list(BUCKETS)},
+            "members": {"enabled": True},
+            "recordings": {"enabled": True, "max_wait": "1h"},
         }
         self.config.write_text(yaml.safe_dump(doc))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -494,10 +530,13 @@ def test_counters_survive_sigkill_at_any_moment(tmp_path: Path) -> None:
             # The last process lives: stop the timeline and wait for a successful poll that
             # began after the last change (a poll never outlasts INTERVAL).
             timeline.running = False
-            settled = timeline.last_change + INTERVAL + 0.25
+            settled = timeline.last_change + PROCESSING + INTERVAL + 0.25
             final: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+            previous: list[tuple[float, float]] = []  # (poll, work deferred so far) of earlier scrapes
 
             def caught_up() -> bool:
+                """A successful poll after the last change that left no work for later (so every
+                queued session was read) and found no recording still processing."""
                 if time.monotonic() < harness.next_scrape or not harness.alive():
                     return False
                 samples = harness.scrape()
@@ -506,7 +545,12 @@ def test_counters_survive_sigkill_at_any_moment(tmp_path: Path) -> None:
                 final.clear()
                 final.update(samples)
                 polled = space_value(samples, P + "last_poll_success_timestamp_seconds") or 0.0
-                return space_value(samples, P + "up") == 1.0 and polled > settled
+                pending = space_value(samples, P + "recordings_pending")
+                deferred = sum(v for (name, _), v in samples.items() if name == P + "poll_deferred_total")
+                drained = any(poll < polled and total == deferred for poll, total in previous[-1:])
+                previous.append((polled, deferred))
+                up = space_value(samples, P + "up") == 1.0
+                return up and polled > settled and pending == 0 and drained
 
             if not harness.pause(STARTUP, until=caught_up, scrape=False):
                 pytest.fail(f"no successful poll after the last change:\n{harness.log_tail()}")
@@ -547,14 +591,14 @@ def test_counters_survive_sigkill_at_any_moment(tmp_path: Path) -> None:
     assert not harness.decreases, "\n".join(harness.decreases[:30])
 
     # The end result equals the ground truth.
-    expected = expected_values(records)
+    expected = expected_values(records, sim)  # the stopped simulator still holds its ground truth
     actual = counter_values(final)
     problems = []
     for key in sorted(expected.keys() | actual.keys(), key=repr):
         want, got = expected.get(key), actual.get(key)
         if want is None or got is None:
             problems.append(f"{key}: expected {want!r}, exported {got!r}")
-        elif key[0] == COST:
+        elif key[0] in AMOUNTS or key[0] == MEMBER_SECONDS:
             if not math.isclose(got, want, rel_tol=0.0, abs_tol=1e-9):
                 problems.append(f"{key}: expected {want!r}, exported {got!r}")
         elif got != want:
