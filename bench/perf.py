@@ -23,7 +23,12 @@ baseline ``bench/naive_exporter.py``, and the report gives the ratios.
 
     python bench/perf.py                  # full run: 1k, 10k, 100k, realistic (about 15 minutes on 2 cores)
     python bench/perf.py --quick          # smoke run: 1k and 5k, few polls (about 3 minutes)
-    python bench/perf.py --requests-only  # section 1 only, 0 ms latency (about 3 minutes)
+    python bench/perf.py --requests-only  # sections 1 and 1b only, 0 ms latency (about 7 minutes)
+    python bench/perf.py --people-only    # section 1b only: members and recordings (about 3 minutes)
+
+Section 1b counts the requests per poll with members and recordings on (issue 14), on the
+realistic workload and at 100 and 1,000 sessions an hour (30-minute sessions on average, at
+random), the simulated sessions having members and recordings (``people`` in ``Workload``).
 
 The report (markdown) goes to stdout, progress to stderr. Benchmark only: run by hand, never
 part of the test suite; nothing here asserts on timings.
@@ -50,7 +55,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -76,6 +81,11 @@ LOOKBACK = PollConfig().lookback
 PAGE_SIZE = PollConfig().page_size
 REALISTIC = 5000  # sessions in progress in the realistic workload
 REALISTIC_PER_HOUR = 2000  # sessions completing (and starting) per hour in it
+PEOPLE_OPTIONS = {  # section 1b: configurations of members and recordings (issue 14)
+    "members.enabled": {"members": {"enabled": True}},
+    "recordings.enabled": {"recordings": {"enabled": True}},
+    "both + members.live": {"members": {"enabled": True, "live": True}, "recordings": {"enabled": True}},
+}
 SCRAPERS = 20
 PACE = 1.0  # seconds between two scrapes of one paced client
 PROMETHEUS_ACCEPT = (
@@ -138,7 +148,7 @@ class Polls:
     aggregate: list[float] = field(default_factory=list)
     sim_cpu: list[float] = field(default_factory=list)
     floors: list[Floor] = field(default_factory=list)
-    deferred: list[int] = field(default_factory=list)  # sessions a poll left to later ones (budget)
+    deferred: list[Counter[str]] = field(default_factory=list)  # work a poll left to later ones, by kind
     failed: int = 0
 
     @property
@@ -155,12 +165,17 @@ class Polls:
 
     @property
     def total_deferred(self) -> float:
-        return median(self.deferred)
+        return median([sum(c.values()) for c in self.deferred])
 
-    def kinds(self) -> str:
-        """Median requests per poll by kind."""
-        names = sorted({k for c in self.requests for k in c})
-        return ", ".join(f"{k} {median([c[k] for c in self.requests]):g}" for k in names)
+    def kinds(self, counts: list[Counter[str]] | None = None) -> str:
+        """Median per poll by kind, of the requests or of ``counts``."""
+        counts = self.requests if counts is None else counts
+        names = sorted({k for c in counts for k in c if any(c[k] for c in counts)})
+        return ", ".join(f"{k} {median([c[k] for c in counts]):,g}" for k in names)
+
+    def per_hour(self, *kinds: str) -> float:
+        """Mean requests of ``kinds`` per poll, scaled to an hour of polls."""
+        return statistics.mean(sum(c[k] for k in kinds) for c in self.requests) * 3600 / INTERVAL
 
 
 def process_cpu(pid: int) -> float:
@@ -172,12 +187,21 @@ def process_cpu(pid: int) -> float:
 class PollDriver:
     """Drives polls of one space on the simulated clock: the exporter's or the naive one's."""
 
-    def __init__(self, sim: SimProcess, endpoint: Endpoint, now: float, naive: bool, order: Order) -> None:
+    def __init__(
+        self,
+        sim: SimProcess,
+        endpoint: Endpoint,
+        now: float,
+        naive: bool,
+        order: Order,
+        options: dict[str, Any] | None = None,
+    ) -> None:
         self.sim, self.endpoint, self.now, self.naive = sim, endpoint, now, naive
         self.window, self.page_size = naive_reading(order)
         _, project, token = endpoint
         self.auth = "Basic " + base64.b64encode(f"{project}:{token}".encode()).decode()
-        config = parse_config(exporter_config([endpoint], INTERVAL, LOOKBACK, rooms=False))
+        document = exporter_config([endpoint], INTERVAL, LOOKBACK, rooms=False) | (options or {})
+        config = parse_config(document)
         stop = threading.Event()
         self.poller = SpacePoller(config.spaces[0], config, Snapshots(["space-0"]), stop, lambda: self.now)
 
@@ -194,7 +218,7 @@ class PollDriver:
         into.floors.append(floor)
         self.sim.requests()
         decode, aggregate, sim_cpu = DECODE.cpu, AGGREGATE.cpu, process_cpu(self.sim.pid)
-        deferred = sum(self.poller.deferred.values())
+        deferred = Counter(self.poller.deferred)
         cpu, wall = time.thread_time(), time.perf_counter()
         ok = self.poll()
         into.wall.append(time.perf_counter() - wall)
@@ -203,7 +227,7 @@ class PollDriver:
         into.aggregate.append(AGGREGATE.cpu - aggregate)
         into.sim_cpu.append(process_cpu(self.sim.pid) - sim_cpu)
         into.requests.append(self.sim.requests()[0])
-        into.deferred.append(sum(self.poller.deferred.values()) - deferred)
+        into.deferred.append(Counter(self.poller.deferred) - deferred)
         into.failed += not ok
 
     def close(self) -> None:
@@ -227,6 +251,19 @@ def workload(size: int, order: Order) -> Workload:
     if order == "realistic":
         return Workload(size, order, round(REALISTIC_PER_HOUR * INTERVAL / 3600), INTERVAL)
     return Workload(size, order, CHURN, INTERVAL, history=LOOKBACK / INTERVAL)
+
+
+def people_workloads() -> dict[str, Workload]:
+    """Section 1b's workloads, their sessions with members and recordings: the realistic one, and
+    100 and 1,000 sessions an hour lasting 30 minutes on average (50 and 500 in progress)."""
+    realistic = workload(REALISTIC, "realistic")
+    works = {f"{REALISTIC:,} realistic, {realistic.churn * 3600 / INTERVAL:,g}/h": realistic}
+    for active, per_hour in ((50, 100), (500, 1000)):
+        churn = per_hour * INTERVAL / 3600
+        works[f"{active:,} random, {per_hour:,}/h"] = Workload(
+            active, "random", churn, INTERVAL, history=LOOKBACK / INTERVAL
+        )
+    return {name: replace(work, people=True) for name, work in works.items()}
 
 
 def run_polls(
@@ -469,6 +506,7 @@ def scrape_phases(target: Exporter, seconds: float, interval: float) -> list[Pha
 class Report:
     args: argparse.Namespace
     polls: dict[tuple[int, Order], dict[tuple[str, float], Polls]] = field(default_factory=dict)
+    people: dict[tuple[str, str], Polls] = field(default_factory=dict)  # (workload, configuration)
     rss: dict[tuple[int, str], float] = field(default_factory=dict)
     multi: dict[str, Any] = field(default_factory=dict)
     scrapes: dict[tuple[str, bool], tuple[int, list[Phase], float]] = field(default_factory=dict)
@@ -483,12 +521,14 @@ def run(args: argparse.Namespace) -> Report:
     report = Report(args)
     sim = SimProcess()
     try:
-        for size in args.sizes:
+        for size in () if args.people_only else args.sizes:
             for order in ("fifo", "random"):
                 measure_polls(report, sim, size, order)
             if not args.requests_only:
                 run_processes(report, sim, size)
-        measure_polls(report, sim, REALISTIC, "realistic")
+        if not args.people_only:
+            measure_polls(report, sim, REALISTIC, "realistic")
+        measure_people(report, sim)
         if args.requests_only:
             return report
         log(f"3 spaces of {args.multi_size:,} sessions each, 50 ms latency")
@@ -511,6 +551,26 @@ def measure_polls(report: Report, sim: SimProcess, size: int, order: Order) -> N
     log(f"{size:,} sessions, {order}: in-process polls")
     latencies = {"exporter": lats, "naive": naive}
     report.polls[size, order] = run_polls(sim, workload(size, order), latencies, args.polls, args.warmup)
+
+
+def measure_people(report: Report, sim: SimProcess) -> None:
+    """Section 1b: the exporter's steady-state polls with members and recordings on, at 0 ms latency;
+    every configuration polls a fresh copy of the same workload."""
+    args = report.args
+    for name, work in people_workloads().items():
+        for option, document in PEOPLE_OPTIONS.items():
+            log(f"{name}, {option}: {args.people_polls} polls after {args.people_warmup} warm-up polls")
+            [endpoint], now = sim.setup(work)
+            driver = PollDriver(sim, endpoint, now, False, work.order, document)
+            driver.poll()  # the first poll: everything is new
+            for _ in range(args.people_warmup):
+                driver.now = sim.step()
+                driver.poll()
+            polls = report.people[name, option] = Polls()
+            for _ in range(args.people_polls):
+                driver.now = sim.step()
+                driver.measure(polls, sim.floor(PAGE_SIZE)[0])
+            driver.close()
 
 
 def run_processes(report: Report, sim: SimProcess, size: int) -> None:
@@ -623,14 +683,49 @@ def print_report(report: Report) -> None:
                 ratio(ours.total_requests, naive_total, 2),
             ]
 
-    out.append("### 1. API requests per steady-state poll\n")
-    head = ["workload", "floor", "least", "exporter", "exporter/floor", "exporter by kind"]
-    head += ["naive", "exporter/naive"]
-    out.append(table(head, rows_requests()) + "\n")
+    if report.polls:
+        out.append("### 1. API requests per steady-state poll\n")
+        head = ["workload", "floor", "least", "exporter", "exporter/floor", "exporter by kind"]
+        head += ["naive", "exporter/naive"]
+        out.append(table(head, rows_requests()) + "\n")
+    if report.people:
+        out.append(people_section(report))
     if not args.requests_only:
         out += measured_sections(report)
-    out += [targets(report), notes(report)]
+    if report.polls:
+        out.append(targets(report))
+    out.append(notes(report))
     print("\n".join(out))
+
+
+def people_section(report: Report) -> str:
+    """Section 1b: requests per poll with members and recordings (issue 14)."""
+    args = report.args
+    intro = (
+        "### 1b. Requests per poll with members and recordings\n\n"
+        "The exporter in this process at 0 ms latency, every session in progress with 2-6 members "
+        "and a third with a recording that processes 60-120 s after the session ends; "
+        f"poll.max_requests {PollConfig().max_requests} (the default). {args.people_polls} measured "
+        f"polls per row after {args.people_warmup} warm-up polls. Per hour: the mean of the members "
+        "and recordings requests per poll, times the polls in an hour. Deferred: the poll's "
+        "increments of `signalwire_video_poll_deferred_total`, by work.\n"
+    )
+
+    def rows() -> Iterator[list[str]]:
+        for (name, option), p in report.people.items():
+            yield [
+                name,
+                option,
+                f"{p.total_requests:,g}",
+                p.kinds(),
+                f"{p.per_hour('members', 'recordings'):,.0f}",
+                p.kinds(p.deferred) or "none",
+                str(p.failed),
+            ]
+
+    head = ["workload", "configuration", "requests per poll (median)", "by kind (median)"]
+    head += ["members + recordings per hour", "deferred per poll (median)", "failed polls"]
+    return intro + "\n" + table(head, rows()) + "\n"
 
 
 def measured_sections(report: Report) -> list[str]:
@@ -806,7 +901,8 @@ def notes(report: Report) -> str:
     lines = ["### Notes\n"]
     lines.append(
         "- Request kinds: `in-progress` and `completed` are pages of those listings, `room` a page of "
-        "one room's completed listing, `get` one session by id."
+        "one room's completed listing, `get` one session by id, `members` and `recordings` a page of "
+        "one session's members or recordings."
     )
     lines.append(
         "- Floor (issue 13), computed at every poll from the simulator's completed listing (newest "
@@ -865,9 +961,18 @@ def main() -> int:
     )
     parser.add_argument("--polls", type=int, help="measured polls per row (default 3)")
     parser.add_argument(
-        "--requests-only", action="store_true", help="only section 1: requests per poll at 0 ms latency"
+        "--requests-only",
+        action="store_true",
+        help="only sections 1 and 1b: requests per poll at 0 ms latency",
     )
+    parser.add_argument(
+        "--people-only", action="store_true", help="only section 1b: requests with members and recordings"
+    )
+    parser.add_argument("--people-polls", type=int, help="measured polls per row of section 1b (default 40)")
     args = parser.parse_args()
+    args.requests_only = args.requests_only or args.people_only
+    args.people_polls = args.people_polls or (10 if args.quick else 40)
+    args.people_warmup = 3 if args.quick else 10
     args.sizes = args.sizes or ([1000, 5000] if args.quick else [1000, 10_000, 100_000])
     args.polls = args.polls or (2 if args.quick else 3)
     args.warmup = 1 if args.quick else 2

@@ -10,7 +10,13 @@ are then exponential with the same mean); ``order="realistic"`` (issue 13): pick
 but the population is aged as a real space's: a fifth of the sessions 2-4 hours old, the rest
 under 2 hours, with 24 hours of completed history. The population starts in that state, with
 enough completed history behind it for the exporter's walks: a listing goes as deep as it would
-on a space that had been running for hours.
+on a space that had been running for hours. A fractional ``churn`` (100 sessions an hour at 30 s
+is 0.83 an interval) is spread over the intervals: each has its floor or its ceiling.
+
+With ``people`` (issue 14), every session in progress gets 2-6 members, the first joining as it
+starts and the others a few minutes later (those whose session ended before are never added),
+present until it ends; a third of them a recording, processing 60-120 s after the session ends.
+The completed history has neither: it ended before the exporter started, which never reads it.
 
 As in SignalWire, a room holds at most one session in progress at a time: a new session takes a
 room with none, at random from a pool of room names, and its room is free again once it ends
@@ -21,6 +27,7 @@ the newest of its room's completed listing. Benchmark only, never used by the ex
 from __future__ import annotations
 
 import gc
+import heapq
 import itertools
 import math
 import multiprocessing
@@ -35,7 +42,7 @@ from multiprocessing.connection import Connection
 from operator import attrgetter
 from typing import Any, Literal, NamedTuple
 
-from exporter.simulator import FPS_MIX, LIST_PATH, QUALITY_MIX
+from exporter.simulator import FPS_MIX, QUALITY_MIX, Request
 from tests.support.fake_api import FakeSpace
 
 Order = Literal["fifo", "random", "realistic"]
@@ -47,10 +54,15 @@ HOUR = 3600.0
 class Workload:
     active: int
     order: Order = "fifo"
-    churn: int = 1000  # sessions completing (and starting) per interval
+    churn: float = 1000  # sessions completing (and starting) per interval, on average
     interval: float = 30.0  # seconds of simulated time per step
     history: float = 10.0  # intervals of completed sessions kept beyond the lifetimes (>= lookback)
     seed: int = 1
+    people: bool = False  # members and recordings (issue 14)
+
+    def churn_at(self, step: int) -> int:
+        """Sessions completing (and starting) in interval number ``step``: ``churn`` on average."""
+        return math.floor((step + 1) * self.churn) - math.floor(step * self.churn)
 
     @property
     def lifetime(self) -> float:
@@ -60,7 +72,7 @@ class Workload:
     @property
     def rooms(self) -> int:
         """Room names: free ones to spare for every session that starts."""
-        return max(600, 2 * self.active + self.churn)
+        return max(600, 2 * self.active + math.ceil(self.churn))
 
     @property
     def depth(self) -> int:
@@ -111,6 +123,9 @@ class _Space:
 
     def __init__(self, index: int, work: Workload, clock: Any, now: float) -> None:
         self.work, self.rng = work, random.Random(work.seed * 1000 + index)
+        self.people_rng = random.Random(work.seed * 1000 + index + 500)  # leaves ``rng`` as without people
+        self.joins: list[tuple[float, str]] = []  # (join time, session id) of members yet to join
+        self.steps = itertools.count(work.depth)  # numbers the intervals after the history's
         self.project, self.token = f"bench-{index}", f"token-{index}-{work.seed}"
         self.sim = FakeSpace(self.project, self.token, clock=clock, seed=work.seed)
         self.free = [f"room-{r:06d}" for r in range(work.rooms)]  # rooms with no session in progress
@@ -139,12 +154,28 @@ class _Space:
     def _complete(self, sid: str, end: float) -> None:
         self.sim.complete_session(sid, cost_in_dollars=round(self.rng.uniform(0.01, 2.0), 4), end_time=end)
 
+    def _plan_people(self, sid: str, created: float) -> None:
+        """The members due to join a new session; a recording for a third of them."""
+        rng = self.people_rng
+        for delay in [0.0] + [rng.expovariate(1 / 120) for _ in range(rng.randint(1, 5))]:
+            heapq.heappush(self.joins, (created + delay, sid))
+        if rng.random() < 1 / 3:
+            self.sim.add_recording(sid, started_at=created, processing=rng.uniform(60, 120))
+
+    def _join(self, now: float, ends: dict[str, float]) -> None:
+        """Members whose time has come by ``now`` join, unless their session had ended by then."""
+        while self.joins and self.joins[0][0] <= now:
+            join, sid = heapq.heappop(self.joins)
+            if sid in self.live or join <= ends.get(sid, -math.inf):
+                member = str(uuid.UUID(int=self.people_rng.getrandbits(128), version=4))
+                self.sim.add_member(sid, id=member, join_time=join)
+
     def _populate(self, now: float) -> None:
         work, rng = self.work, self.rng
         live = sorted(now - age for age in work.live_ages(rng))
         history = []  # (created, end): ``churn`` sessions ended in each earlier interval
         for step in range(work.depth):
-            for _ in range(work.churn):
+            for _ in range(work.churn_at(step)):
                 end = now - (step + rng.random()) * work.interval
                 history.append((end - work.age(rng), end))
         # Rooms in time order, so that no room ever has two sessions in progress.
@@ -159,28 +190,37 @@ class _Space:
                 self.free.append(rooms[i])
         with self.sim.bulk():
             for i, created in enumerate(live):
-                self.live[self._add(created, rooms[i])] = rooms[i], created
+                sid = self._add(created, rooms[i])
+                self.live[sid] = rooms[i], created
+                if work.people:
+                    self._plan_people(sid, created)
             for i, (created, end) in enumerate(history):
                 self._complete(self._add(created, rooms[-1 - i]), end)
+            self._join(now, {})
 
     def step(self, before: float, now: float) -> None:
         """``churn`` sessions complete and as many start between ``before`` and ``now``."""
-        work, rng = self.work, self.rng
-        count = min(work.churn, len(self.live))
+        work, rng, churn = self.work, self.rng, self.work.churn_at(next(self.steps))
+        count = min(churn, len(self.live))
         if work.order == "fifo":
             ending = list(itertools.islice(self.live, count))
         else:
             ending = rng.sample(list(self.live), count)
         # New sessions take their rooms first: one may start before the session it would follow ends.
-        for created in sorted(before + rng.random() * (now - before) for _ in range(work.churn)):
+        for created in sorted(before + rng.random() * (now - before) for _ in range(churn)):
             room = self._take_room()
-            self.live[self._add(created, room)] = room, created
-        self.ended = []
+            sid = self._add(created, room)
+            self.live[sid] = room, created
+            if work.people:
+                self._plan_people(sid, created)
+        self.ended, ends = [], {}
         for sid in ending:
             room, created = self.live.pop(sid)
-            self._complete(sid, before + rng.random() * (now - before))
+            ends[sid] = before + rng.random() * (now - before)
+            self._complete(sid, ends[sid])
             self.free.append(room)
             self.ended.append((created, sid))
+        self._join(now, ends)
 
     def floor(self, page_size: int) -> Floor:
         """The floor after the last step, from the positions of its ended sessions in the listing."""
@@ -202,9 +242,11 @@ class _Space:
         return Floor(in_progress, pages, min(lookups, deeper), mixed)
 
 
-def _classify(query: dict[str, str], path: str) -> str:
-    if path != LIST_PATH:
-        return "get"
+def _classify(request: Request) -> str:
+    """``get``, ``members`` or ``recordings`` of one session, else which listing a page is of."""
+    if request.endpoint != "list":
+        return request.endpoint or "other"
+    query = request.query
     if "room_id" in query or "room_name" in query:
         return "room"
     return query.get("status", "unfiltered")
@@ -271,7 +313,7 @@ class _Child:
         for space in self.spaces:
             taken = space.sim.requests[: len(space.sim.requests)]
             del space.sim.requests[: len(taken)]
-            counts.append(Counter(_classify(r.query, r.path) for r in taken))
+            counts.append(Counter(_classify(r) for r in taken))
         return counts
 
     def close(self) -> None:
