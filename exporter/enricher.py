@@ -4,15 +4,16 @@ After the sessions (which come first: they keep the counters exact), a poll read
 first: the members of counted sessions (``members.enabled``), then their recordings
 (``recordings.enabled``), then the members of in-progress sessions (``members.live``), least
 recently read first. What does not fit waits for a later poll and is counted in
-``signalwire_video_poll_deferred_total{work}``. A failed read (after its retries) ends this
-poll's reads of that kind, without failing the poll: the sessions it counted still count. A
-session's listing, once begun, is read to its end (rarely more than one page).
+``signalwire_video_poll_deferred_total{work}``. A failed read (after its retries) leaves that
+session for a later poll without failing the poll (the sessions it counted still count); after
+MAX_FAILURES in one poll the rest of that kind waits too. A session's listing, once begun, is
+read to its end (rarely more than one page).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from .api import ApiClient, ApiError
 from .config import Config
@@ -23,6 +24,7 @@ from .snapshot import Key
 from .state import Accounting, Live
 
 log = logging.getLogger(__name__)
+MAX_FAILURES = 3  # failed reads of one kind after which a poll leaves the rest of that queue
 
 
 class Enricher:
@@ -43,16 +45,13 @@ class Enricher:
         """This poll's reads; the work left for later by kind; members present by label pair."""
         members: dict[str, MemberSummary | None] = {}
         recordings: dict[str, RecordingRead | None] = {}
-        for sid in acc.members_due if self.config.members.enabled else ():
-            if budget.left() <= 0 or not self._members(sid, deadline, members):
-                break
-        for sid in acc.recordings_due if self.config.recordings.enabled else ():
-            if budget.left() <= 0 or not self._recordings(sid, deadline, recordings):
-                break
-        deferred = {
-            "members": len(acc.members_due) - len(members),
-            "recordings": len(acc.recordings_due) - len(recordings),
-        }
+        deferred: dict[str, int] = {}
+        if self.config.members.enabled:
+            self._each(acc.members_due, budget, lambda sid: self._members(sid, deadline, members))
+            deferred["members"] = len(acc.members_due) - len(members)
+        if self.config.recordings.enabled:
+            self._each(acc.recordings_due, budget, lambda sid: self._recordings(sid, deadline, recordings))
+            deferred["recordings"] = len(acc.recordings_due) - len(recordings)
         active: dict[Key, int] = {}
         if self.config.members.live:
             deferred["live_members"] = self._live(in_progress, deadline, budget)
@@ -60,6 +59,17 @@ class Enricher:
                 if live.key is not None and sid in self.present:
                     active[live.key] = active.get(live.key, 0) + self.present[sid]
         return Enrichment(started, members, recordings), deferred, active
+
+    @staticmethod
+    def _each(queue: Iterable[str], budget: Budget, read: Callable[[str], bool]) -> None:
+        """Read the queue in order while the budget lasts; a session whose read fails waits for a
+        later poll without holding up the ones behind it, until MAX_FAILURES in a poll (the API
+        is likely down: the rest waits too)."""
+        failures = 0
+        for sid in queue:
+            if budget.left() <= 0 or failures >= MAX_FAILURES:
+                return
+            failures += not read(sid)
 
     def _members(self, sid: str, deadline: float, into: dict[str, MemberSummary | None]) -> bool:
         """Read one counted session's members into ``into`` (None: the session is gone); False

@@ -39,6 +39,7 @@ def summarize_members(members: Iterable[Member], malformed: int = 0) -> MemberSu
     """
     skipped = {"malformed": malformed} if malformed else {}
     seen: set[str] = set()
+    joined: set[str] = set()
     events: list[tuple[float, int]] = []
     seconds = cost = 0.0
     for member in members:
@@ -51,16 +52,18 @@ def summarize_members(members: Iterable[Member], malformed: int = 0) -> MemberSu
             continue
         seconds += member.seconds or 0.0
         cost += member.cost_in_dollars or 0.0
-        if member.join_ts is not None:
-            events.append((member.join_ts, 1))
-            if member.leave_ts is not None:
-                events.append((member.leave_ts, -1))
+        join, leave = member.join_ts, member.leave_ts
+        if join is not None:
+            joined.add(member.id)
+            if leave is None or leave > join:  # present for no time: never with anyone at once
+                events.append((join, 1))
+                if leave is not None:
+                    events.append((leave, -1))
     present = peak = 0
     for _, step in sorted(events):  # at equal times -1 sorts before +1
         present += step
         peak = max(peak, present)
-    joined = sum(1 for _, step in events if step == 1)
-    return MemberSummary(joined, peak, seconds, cost, skipped)
+    return MemberSummary(len(joined), peak, seconds, cost, skipped)
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,7 @@ def _fold_members(acc: Accounting, read: Mapping[str, MemberSummary | None], set
     empty_members = Histogram.empty(settings.member_buckets)
     for sid, summary in read.items():
         if summary is None:
+            _add(skipped, {"session_gone": 1})
             continue
         due = acc.members_due[sid]
         key = (due.quality, due.fps)
@@ -126,6 +130,7 @@ def _fold_recordings(
     for sid, read in enrichment.recordings.items():
         if read is None:
             del due[sid]
+            _add(skipped, {"session_gone": 1})
             continue
         entry = due[sid]
         done, pending = set(entry.done), 0
@@ -142,8 +147,9 @@ def _fold_recordings(
                 continue
             count, seconds = count + 1, seconds + (rec.seconds or 0.0)
             size, cost = size + (rec.size_in_bytes or 0), cost + (rec.cost_in_dollars or 0.0)
-        for bad in read.malformed:
-            if bad is None or bad not in done:
+        first_read = not entry.done and not entry.pending
+        for bad in read.malformed:  # one without an id is counted at the session's first read only
+            if (bad is None and first_read) or (bad is not None and bad not in done):
                 _add(skipped, {"malformed": 1})
                 if bad is not None:
                     done.add(bad)
@@ -162,6 +168,10 @@ def apply_enrichment(acc: Accounting, enrichment: Enrichment, settings: Settings
     people = _fold_members(acc, enrichment.members, settings) if enrichment.members else acc.totals.people
     recordings, recordings_due = _fold_recordings(acc, enrichment, settings)
     members_due = {sid: due for sid, due in acc.members_due.items() if sid not in enrichment.members}
+    if not settings.members:  # turned off: what was queued is not read any more
+        members_due = {}
+    if not settings.recordings:
+        recordings_due = {}
     return replace(
         acc,
         totals=replace(acc.totals, people=people, recordings=recordings),

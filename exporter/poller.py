@@ -286,10 +286,16 @@ class SpacePoller:
             if session and session.is_completed and session.cost_in_dollars is None and sid not in roomed:
                 # GET has no cost: find the session in its room's completed listing
                 room = (session.room_id, None if session.room_id else session.name)
-                if (room[0] or room[1]) and self.budget.left() > 0:
-                    found, _ = self._walk_room(deadline, room, {sid: session.created_ts}, malformed)
+                if room[0] or room[1]:
+                    if self.budget.left() <= 0:  # never settle for no cost for lack of budget
+                        pending.append(sid)
+                        continue
+                    found, complete = self._walk_room(deadline, room, {sid: session.created_ts}, malformed)
                     if sid in found:
                         completed[sid] = found[sid]
+                        continue
+                    if not complete:
+                        pending.append(sid)
                         continue
             fetched[sid] = session
         return fetched, pending

@@ -47,7 +47,7 @@ SKIP_REASONS = (
 ENDPOINTS = ("list", "get", "members", "recordings")
 # Work a poll leaves to the next one when ``poll.max_requests`` runs out (docs/counting.md).
 DEFERRED_WORK = ("completions", "members", "recordings", "live_members")
-MEMBER_SKIP_REASONS = ("invalid_cost", "invalid_duration", "invalid_times", "malformed")
+MEMBER_SKIP_REASONS = ("invalid_cost", "invalid_duration", "invalid_times", "malformed", "session_gone")
 RECORDING_SKIP_REASONS = (
     "invalid_cost",
     "invalid_duration",
@@ -56,6 +56,7 @@ RECORDING_SKIP_REASONS = (
     "malformed",
     "missing_duration",
     "recording_timeout",
+    "session_gone",
 )
 # HTTP statuses of API responses as `code` label values: the ones the API documents, 429 and
 # the 5xx a proxy answers with; any other status is "other", a transport failure "error".

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from exporter.enrichment import (
@@ -62,6 +63,36 @@ def test_members_are_distinct_by_id_and_the_peak_sweeps_leaves_before_joins() ->
 
 def test_leave_minus_join_stands_in_for_a_null_duration() -> None:
     assert summarize_members([member("a", 10, 70)]).seconds == 60.0
+
+
+def test_a_member_present_for_no_time_joined_but_is_never_with_anyone() -> None:
+    summary = summarize_members([member("a", 10, 10, duration=0), member("b", 10, 70)])
+    assert (summary.joined, summary.peak) == (2, 1)
+    assert summarize_members([member("a", 10, 10, duration=0)]).peak == 0
+
+
+def test_a_session_gone_before_its_reads_leaves_the_queues_as_skipped() -> None:
+    acc = Accounting(
+        counting_start=T0,
+        members_due={"s1": MembersDue("720p", "30", 4, None, T0)},
+        recordings_due={"s1": RecordingsDue(T0)},
+    )
+    new = apply_enrichment(acc, Enrichment(T0, members={"s1": None}, recordings={"s1": None}), SETTINGS)
+    assert new.members_due == {} and new.recordings_due == {}
+    assert new.totals.people.skipped == {"session_gone": 1}
+    assert new.totals.recordings.skipped == {"session_gone": 1}
+    assert new.totals.people.members == {}
+
+
+def test_queues_are_dropped_when_their_option_is_turned_off() -> None:
+    acc = Accounting(
+        counting_start=T0,
+        members_due={"s1": MembersDue("720p", "30", 4, None, T0)},
+        recordings_due={"s1": RecordingsDue(T0)},
+    )
+    off = replace(SETTINGS, members=False, recordings=False)
+    new = apply_enrichment(acc, Enrichment(T0), off)
+    assert new.members_due == {} and new.recordings_due == {}
 
 
 def completed(sid: str, end: float, max_members: int = 4) -> RoomSession:
@@ -130,7 +161,7 @@ def test_recordings_count_once_when_completed_and_wait_until_max_wait() -> None:
     assert (r.count, r.seconds, r.bytes, r.cost, r.skipped) == (1, 60.0, 1000, 0.1, {"malformed": 2})
     assert new.recordings_due == {"s1": RecordingsDue(T0, ("bad", "r1"), 1)}
     assert recordings_pending(new) == 1
-    again = RecordingRead([done, recording("r2", "processing")], ["bad"])  # r1 and "bad" known
+    again = RecordingRead([done, recording("r2", "processing")], ["bad", None])  # all seen before
     newer = apply_enrichment(new, Enrichment(T0 + 60, recordings={"s1": again}), SETTINGS)
     assert newer.totals.recordings == new.totals.recordings
     late = apply_enrichment(newer, Enrichment(T0 + 3601, recordings={"s1": again}), SETTINGS)

@@ -268,7 +268,9 @@ def _expected_series(space: str, config: Config) -> set[tuple[str, frozenset[tup
         add("member_seconds_total", quality=quality, fps=fps)
         add("member_cost_dollars_total", quality=quality, fps=fps)
     for reason in (
-        ("invalid_cost", "invalid_duration", "invalid_times", "malformed") if config.members.enabled else ()
+        ("invalid_cost", "invalid_duration", "invalid_times", "malformed", "session_gone")
+        if config.members.enabled
+        else ()
     ):
         add("members_skipped_total", reason=reason)
     for quality, fps in KEYS if config.members.live else ():
@@ -279,7 +281,7 @@ def _expected_series(space: str, config: Config) -> set[tuple[str, frozenset[tup
         add("recording_cost_dollars_total")
         add("recordings_pending")
         reasons = ("invalid_cost", "invalid_duration", "invalid_size", "invalid_times", "malformed")
-        for reason in (*reasons, "missing_duration", "recording_timeout"):
+        for reason in (*reasons, "missing_duration", "recording_timeout", "session_gone"):
             add("recordings_skipped_total", reason=reason)
     return expected
 

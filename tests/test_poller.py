@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
@@ -247,6 +248,28 @@ def test_lookups_past_the_request_budget_wait_for_later_polls_and_are_counted_on
     assert exporter.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 6.0
     assert exporter.poll()
     assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 3
+
+
+def test_a_get_that_spends_the_budget_never_counts_a_session_without_its_cost(sim: FakeSpace) -> None:
+    now = time.time()
+    a = sim.add_session(name="a", created_at=now - 900, start_time=now - 900)
+    newer = sim.add_session(name="newer", created_at=now - 10)
+    exporter = Exporter(sim, page_size=1, lookback=5.0, max_requests=3)
+    assert exporter.poll()
+    poller = exporter.poller
+    poller.accounting = replace(poller.accounting, room_ids={})  # e.g. tracked by an older version
+    sim.complete_session(a, cost_in_dollars=3.0, end_time=now - 600)  # long before the horizon
+    sim.complete_session(newer, cost_in_dollars=0.5)
+    sim.next_link_hook = lambda link: None  # the completed listing shows only `newer`
+    assert exporter.poll()  # in-progress, completed, GET: nothing left for a's room listing
+    assert _get_ids(sim) == [a]
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
+    assert exporter.value("signalwire_video_sessions_skipped_total", reason="missing_cost") == 0
+    assert exporter.value("signalwire_video_poll_deferred_total", work="completions") == 1
+    poller.config = replace(poller.config, poll=replace(poller.config.poll, max_requests=10))
+    assert exporter.poll()
+    assert exporter.value("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 2
+    assert exporter.value("signalwire_video_room_sessions_cost_dollars_total", **qf("720p", "30")) == 3.5
 
 
 def test_session_without_room_completed_only_visible_through_get_waits_for_its_cost(
