@@ -44,7 +44,6 @@ from .transport import DeadlineTransport, deadline
 
 log = logging.getLogger(__name__)
 
-LIST_PATH = ROOM_SESSIONS_PATH
 LOGS_PATH = "/api/video/logs"
 MAX_BODY_BYTES = 64 * 1024 * 1024  # decoded
 TEXT_LIMIT = 300  # characters of API-provided text in a message
@@ -166,7 +165,7 @@ class ApiClient:
             "room_name": room_name or f.room_name,
             "room_name_matches": f.room_name_matches,
         }
-        return self._pages("list", LIST_PATH, params, decode_page, deadline)
+        return self._pages("list", ROOM_SESSIONS_PATH, params, decode_page, deadline)
 
     def list_members(
         self, session_id: str, deadline: float
@@ -205,7 +204,7 @@ class ApiClient:
     def _session_pages(
         self, listing: str, session_id: str, decode: PageDecoder[T], deadline: float
     ) -> Iterator[tuple[list[T], list[str | None]]]:
-        path = f"{LIST_PATH}/{quote(session_id, safe='')}/{listing}"
+        path = f"{ROOM_SESSIONS_PATH}/{quote(session_id, safe='')}/{listing}"
         params = {"page_size": str(self.poll.page_size)}
         return self._pages(listing, path, params, decode, deadline, missing_ok=True)
 
@@ -246,7 +245,7 @@ class ApiClient:
 
         Raises InvalidResponse when the body is not a room session.
         """
-        url = f"{self.space.base_url}{LIST_PATH}/{quote(session_id, safe='')}"
+        url = f"{self.space.base_url}{ROOM_SESSIONS_PATH}/{quote(session_id, safe='')}"
         body = self._get("get", url, deadline, missing_ok=True)
         return None if body is None else decode_session(body)
 

@@ -112,17 +112,15 @@ class RoomSession(msgspec.Struct, frozen=True, gc=False):
     @property
     def duration_seconds(self) -> float | None:
         """``duration``, or end minus start when the API left it null."""
-        if self.duration is not None or self.end_time is None:
+        if self.end_time is None:  # in progress: no start time to parse
             return self.duration
-        start, end = self.start_ts, _epoch(self.end_time)
-        return end - start if start is not None and end is not None else None
+        return _span(self.duration, self.start_ts, _epoch(self.end_time))
 
     def invalid_reason(self) -> str | None:
         """Why the numbers of this record cannot be counted, or None when they can."""
         duration = self.duration  # what duration_seconds is, without an end time
         if self.end_time is not None:
-            start, end = self.start_ts, _epoch(self.end_time)
-            if start is not None and end is not None and end < start:
+            if _backwards(self.start_ts, _epoch(self.end_time)):
                 return "invalid_times"
             duration = self.duration_seconds
         # A comparison with NaN is false, so NaN fails each range check below, like infinities.

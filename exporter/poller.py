@@ -141,12 +141,12 @@ class SpacePoller:
             if count:
                 self._deferring.add(work)
                 log.warning(
-                    "space %s: poll.max_requests (%d) reached; %d item(s) of %s work wait for later "
-                    "polls (signalwire_video_poll_deferred_total)",
+                    "space %s: %d item(s) of %s work wait for later polls (poll.max_requests %d, the "
+                    "poll's time or failed reads; signalwire_video_poll_deferred_total)",
                     self.space.name,
-                    self.config.poll.max_requests,
                     count,
                     work,
+                    self.config.poll.max_requests,
                 )
             else:
                 self._deferring.discard(work)

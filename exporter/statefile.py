@@ -200,7 +200,7 @@ def _is_valid(value: object, kind: Any, space: str, key: str) -> bool:
 
 def _histograms(
     rows: _Histograms, stored: list[float], bounds: tuple[float, ...], name: str, what: str
-) -> Any:
+) -> dict[Key, Histogram]:
     """Histograms by key; none when their buckets changed, none of a key whose counts do not fit."""
     histograms = {(q, f): Histogram(tuple(c), total) for q, f, c, total in rows}
     if histograms and tuple(stored) != bounds:
