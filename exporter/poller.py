@@ -184,26 +184,23 @@ class SpacePoller:
         completed: dict[str, RoomSession] = {}
         newest_first, previous_created = True, float("inf")
         newer: float | None = None  # creation time of the last record of the previous page
+        room_ids = self.accounting.room_ids
+        by_age = sorted(  # the missing sessions the walk could reach, newest first
+            ((created, sid) for sid, created in missing.items() if created >= floor), reverse=True
+        )
         for sessions, bad in self.client.list_sessions(COMPLETED, deadline):
             malformed.extend((sid, COMPLETED) for sid in bad)
-            for s in sessions:
+            created = [s.created_ts for s in sessions]
+            for s, s_created in zip(sessions, created, strict=True):
                 completed[s.id] = s
-                newest_first = newest_first and s.created_ts <= previous_created
-                previous_created = s.created_ts
+                newest_first = newest_first and s_created <= previous_created
+                previous_created = s_created
             if not (newest_first and sessions):
                 continue  # not ordered as documented: every page is read (bounded by max_pages)
-            oldest = sessions[-1].created_ts
+            oldest = created[-1]
             if oldest < until:
-                targets = sorted(
-                    (
-                        (created, self.accounting.room_ids.get(sid))
-                        for sid, created in missing.items()
-                        if floor <= created < oldest and sid not in completed
-                    ),
-                    reverse=True,
-                )
-                rate = density([s.created_ts for s in sessions], newer)
-                page_size = self.config.poll.page_size
+                targets = [(c, room_ids.get(sid)) for c, sid in by_age if c < oldest and sid not in completed]
+                rate, page_size = density(created, newer), self.config.poll.page_size
                 if not read_on(targets, oldest, rate, page_size, self.budget.left()):
                     break
             newer = oldest
