@@ -499,6 +499,64 @@ def test_chart_config_defaults_are_the_exporter_defaults(default_docs: list[Doc]
     assert parse_config({**rendered, "spaces": spaces}) == parse_config({"spaces": spaces})
 
 
+def test_budget_charges_and_billing_render_and_load(render: Any, tmp_path: Path) -> None:
+    """spaces[].budget is rendered only where set, config.charges and config.billing pass through,
+    and the exporter reads them back."""
+    charges = {"enabled": True, "interval": "10m", "descriptions_max": 5, "tolerance": 0.01}
+    docs = render(
+        {
+            "spaces": [
+                {**SPACE, "apiToken": TOKEN, "budget": {"monthly": 250.5}},
+                {"name": "b", "space": "other", "projectId": "p", "apiToken": "t"},
+            ],
+            "config": {"charges": charges, "billing": {"timezone": "Europe/Berlin"}},
+        }
+    )
+    rendered = _config(docs)
+    assert rendered["charges"] == charges and rendered["billing"] == {"timezone": "Europe/Berlin"}
+    assert rendered["spaces"][0]["budget"] == {"monthly": 250.5}
+    assert "budget" not in rendered["spaces"][1]
+    for space in rendered["spaces"]:
+        token_file = tmp_path / Path(space["api_token_file"]).name
+        token_file.write_text(TOKEN)
+        space["api_token_file"] = str(token_file)
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(rendered))
+    _assert_check_config_ok("--config", str(path))
+    config = parse_config(rendered)
+    assert (config.charges.enabled, config.charges.interval, config.charges.descriptions_max) == (
+        True,
+        600,
+        5,
+    )
+    assert config.charges.tolerance == 0.01 and config.billing.timezone == "Europe/Berlin"
+    assert [space.budget_monthly for space in config.spaces] == [250.5, None]
+
+
+@pytest.mark.parametrize(
+    ("values", "key"),
+    [
+        ({"spaces": [{**SPACE, "apiToken": TOKEN, "budget": {"monthly": 0}}]}, "monthly"),
+        ({"spaces": [{**SPACE, "apiToken": TOKEN, "budget": {"monthly": "500"}}]}, "monthly"),
+        ({"spaces": [{**SPACE, "apiToken": TOKEN, "budget": {"yearly": 500}}]}, "yearly"),
+        ({"config": {"charges": {"descriptions_max": 0}}}, "descriptions_max"),
+        ({"config": {"charges": {"descriptions_max": 1001}}}, "descriptions_max"),
+        ({"config": {"charges": {"tolerance": -0.01}}}, "tolerance"),
+        ({"config": {"charges": {"interval": 0.5}}}, "interval"),
+        ({"config": {"billing": {"timezone": ""}}}, "timezone"),
+        ({"config": {"billing": {"zone": "UTC"}}}, "zone"),
+    ],
+)
+def test_schema_rejects_invalid_bill_values(
+    helm: str, chart: Path, tmp_path: Path, values: dict[str, Any], key: str
+) -> None:
+    proc = _template(
+        helm, chart, _values_file(tmp_path, {"spaces": [{**SPACE, "apiToken": TOKEN}], **values})
+    )
+    assert proc.returncode != 0
+    assert "schema" in proc.stderr and key in proc.stderr, proc.stderr
+
+
 def test_server_limits_are_settable_and_the_listen_address_is_the_charts(
     helm: str, chart: Path, render: Any, tmp_path: Path
 ) -> None:

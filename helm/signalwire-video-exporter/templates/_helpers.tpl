@@ -229,6 +229,9 @@ Call with (dict "probe" .Values.livenessProbe "context" $).
 {{- with .filters }}
 {{- $_ := set $s "filters" . }}
 {{- end }}
+{{- with .budget }}
+{{- $_ := set $s "budget" . }}
+{{- end }}
 {{- $spaces = append $spaces $s }}
 {{- end }}
 {{- $cfg := deepCopy (default dict .Values.config) }}
