@@ -37,6 +37,9 @@ THRESHOLDS = {
         (" > 5", "more than 5%", "atCapacityPercent"),
         ("[1h]", "in the last 1h", "atCapacityWindow"),
     ],
+    "SignalWireVideoBudgetExceeded": [(" > 100", "more than 100%", "budgetPercent")],
+    "SignalWireVideoBudgetForecast": [(" > 100", "more than 100%", "budgetForecastPercent")],
+    "SignalWireVideoCostMismatch": [("[1h]", "in the last 1h", "costMismatchWindow")],
 }
 REQUIRED_ALERTS = {
     "SignalWireVideoExporterDown",
@@ -47,6 +50,9 @@ REQUIRED_ALERTS = {
     "SignalWireVideoLongSession",
     "SignalWireVideoCostPerHourHigh",
     "SignalWireVideoRoomsAtCapacity",
+    "SignalWireVideoBudgetExceeded",
+    "SignalWireVideoBudgetForecast",
+    "SignalWireVideoCostMismatch",
 }
 
 
@@ -174,25 +180,20 @@ CHART_THRESHOLDS = {
     "costPerHourDollars": 2.5,
     "atCapacityPercent": 12.5,
     "atCapacityWindow": "3h",
+    "budgetPercent": 90,
+    "budgetForecastPercent": 120,
+    "costMismatchWindow": "1d",
 }
 
 
-def test_helm_template_renders_values(helm: str, tmp_path: Path) -> None:
-    """Render the chart's PrometheusRule with custom values and check the result."""
+def _render_rule(helm: str, tmp_path: Path, prometheus_rule: dict[str, Any]) -> dict[str, Any]:
+    """The chart's PrometheusRule rendered with these prometheusRule values."""
     values = tmp_path / "values.yaml"
     values.write_text(
         yaml.safe_dump(
             {
                 "spaces": [{"name": "p", "space": "example", "projectId": "pid", "apiToken": "tok"}],
-                "prometheusRule": {
-                    "enabled": True,
-                    "jobLabel": "my-job",
-                    "namespace": "monitoring",
-                    "additionalLabels": {"release": "kube-prometheus-stack"},
-                    "thresholds": CHART_THRESHOLDS,
-                    "forDurations": {"SignalWireVideoDataStale": "7m"},
-                    "runbookBaseUrl": "https://wiki.example.com/runbooks/swv/",
-                },
+                "prometheusRule": {"enabled": True, **prometheus_rule},
             }
         )
     )
@@ -212,7 +213,24 @@ def test_helm_template_renders_values(helm: str, tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    doc = yaml.safe_load(result.stdout)
+    doc: dict[str, Any] = yaml.safe_load(result.stdout)
+    return doc
+
+
+def test_helm_template_renders_values(helm: str, tmp_path: Path) -> None:
+    """Render the chart's PrometheusRule with custom values and check the result."""
+    doc = _render_rule(
+        helm,
+        tmp_path,
+        {
+            "jobLabel": "my-job",
+            "namespace": "monitoring",
+            "additionalLabels": {"release": "kube-prometheus-stack"},
+            "thresholds": CHART_THRESHOLDS,
+            "forDurations": {"SignalWireVideoDataStale": "7m", "SignalWireVideoBudgetForecast": "3h"},
+            "runbookBaseUrl": "https://wiki.example.com/runbooks/swv/",
+        },
+    )
     assert doc["kind"] == "PrometheusRule" and doc["metadata"]["namespace"] == "monitoring"
     assert doc["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     rules = {r["alert"]: r for g in doc["spec"]["groups"] for r in g["rules"]}
@@ -234,6 +252,8 @@ def test_helm_template_renders_values(helm: str, tmp_path: Path) -> None:
         )
     assert "more than 12.5%" in rules["SignalWireVideoRoomsAtCapacity"]["annotations"]["description"]
     assert "[3h]" in rules["SignalWireVideoRoomsAtCapacity"]["expr"]
+    assert rules["SignalWireVideoBudgetForecast"]["for"] == "3h"
+    assert rules["SignalWireVideoBudgetExceeded"]["for"] == "5m"
     for alert, rule in rules.items():
         assert rule["annotations"]["runbook_url"] == f"https://wiki.example.com/runbooks/swv#{alert.lower()}"
     assert "{{ $labels.space }}" in rules["SignalWireVideoLongSession"]["annotations"]["summary"]
@@ -241,3 +261,19 @@ def test_helm_template_renders_values(helm: str, tmp_path: Path) -> None:
     plain.write_text(yaml.safe_dump({"groups": doc["spec"]["groups"]}))
     check = subprocess.run([_tool("promtool"), "check", "rules", str(plain)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_helm_template_leaves_out_disabled_alerts_and_adds_rule_labels(helm: str, tmp_path: Path) -> None:
+    doc = _render_rule(
+        helm,
+        tmp_path,
+        {
+            "disabledAlerts": ["SignalWireVideoCostMismatch", "SignalWireVideoBudgetForecast"],
+            "additionalRuleLabels": {"team": "video"},
+        },
+    )
+    rules = {r["alert"]: r for g in doc["spec"]["groups"] for r in g["rules"]}
+    sources = {r["alert"]: r for r in _rules()}
+    assert rules.keys() == sources.keys() - {"SignalWireVideoCostMismatch", "SignalWireVideoBudgetForecast"}
+    for alert, rule in rules.items():
+        assert rule["labels"] == {**sources[alert]["labels"], "team": "video"}

@@ -545,6 +545,9 @@ def test_budget_charges_and_billing_render_and_load(render: Any, tmp_path: Path)
         ({"config": {"charges": {"interval": 0.5}}}, "interval"),
         ({"config": {"billing": {"timezone": ""}}}, "timezone"),
         ({"config": {"billing": {"zone": "UTC"}}}, "zone"),
+        ({"prometheusRule": {"thresholds": {"budgetPercent": 0}}}, "budgetPercent"),
+        ({"prometheusRule": {"thresholds": {"budgetForecastPercent": -5}}}, "budgetForecastPercent"),
+        ({"prometheusRule": {"thresholds": {"costMismatchWindow": "1 hour"}}}, "costMismatchWindow"),
     ],
 )
 def test_schema_rejects_invalid_bill_values(
