@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, cast
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from msgspec import Meta
@@ -140,6 +141,17 @@ def _space_host(value: object) -> str:
     return f"https://{name}.signalwire.com"
 
 
+def _timezone(value: object) -> str:
+    name = _text(value)
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"must be an IANA time zone name such as UTC or Europe/Berlin, got {name!r}"
+        ) from None
+    return name
+
+
 _Text = Annotated[str, Parse(_text)]
 _OptionalText = Annotated[str | None, Parse(_text)]
 _Duration = Annotated[float, Parse(parse_duration)]
@@ -163,6 +175,7 @@ class SpaceConfig:
     project_id: str
     api_token: str = field(repr=False)
     filters: Filters = Filters()
+    budget_monthly: float | None = None  # dollars
 
 
 @dataclass(frozen=True)
@@ -195,6 +208,24 @@ class RecordingsConfig:
 
 
 @dataclass(frozen=True)
+class ChargesConfig:
+    """``charges:``: read the video logs (what SignalWire bills) every ``interval``, within the
+    poll's request budget (docs/metrics.md, "The bill")."""
+
+    enabled: bool = False
+    interval: _Duration = 300.0
+    descriptions_max: Annotated[int, Meta(ge=1, le=1000)] = 20  # label values; the rest "__other__"
+    tolerance: Annotated[float, Meta(ge=0, le=1e6, description="a number of dollars, 0 or more")] = 0.0001
+
+
+@dataclass(frozen=True)
+class BillingConfig:
+    """``billing:``: where days and months begin."""
+
+    timezone: Annotated[str, Parse(_timezone)] = "UTC"
+
+
+@dataclass(frozen=True)
 class ServerLimits:
     """What one client may take of the HTTP server (``server:`` keys; docs/security.md); seconds."""
 
@@ -218,6 +249,8 @@ class Config:
     utilization_buckets: tuple[float, ...] = DEFAULT_UTILIZATION_BUCKETS
     members: MembersConfig = MembersConfig()
     recordings: RecordingsConfig = RecordingsConfig()
+    charges: ChargesConfig = ChargesConfig()
+    billing: BillingConfig = BillingConfig()
     rooms_enabled: bool = False
     rooms_max: int = 50
     log_level: str = "info"
@@ -242,6 +275,11 @@ _REQUIRED = {"name": "", "space": "base_url", "project_id": "", "api_token": "ap
 
 
 @dataclass(frozen=True)
+class _Budget:
+    monthly: Annotated[float, Meta(gt=0, le=1e12, description="a positive number (dollars)")] | None = None
+
+
+@dataclass(frozen=True)
 class _Space:
     name: _Text = ""  # required: see _REQUIRED
     space: Annotated[str | None, Parse(_space_host)] = None  # read as https://<space>.signalwire.com
@@ -250,6 +288,7 @@ class _Space:
     api_token: _Text = field(default="", repr=False)
     api_token_file: _OptionalText = None
     filters: Filters = Filters()
+    budget: _Budget = _Budget()
 
 
 @dataclass(frozen=True)
@@ -291,6 +330,8 @@ class _File:
     state: _State = _State()
     members: MembersConfig = MembersConfig()
     recordings: RecordingsConfig = RecordingsConfig()
+    charges: ChargesConfig = ChargesConfig()
+    billing: BillingConfig = BillingConfig()
     metrics: _Metrics = _Metrics()
     logging: _Logging = _Logging()
     # Each entry is a _Space, decoded by _space with the rules that relate its keys.
@@ -363,7 +404,9 @@ def parse_config(raw: object, env: Mapping[str, str] | None = None, need_spaces:
         raise ConfigError(errors)
     return Config(
         spaces=tuple(
-            SpaceConfig(s.name, s.base_url or s.space or "", s.project_id, s.api_token, s.filters)
+            SpaceConfig(
+                s.name, s.base_url or s.space or "", s.project_id, s.api_token, s.filters, s.budget.monthly
+            )
             for s in spaces
         ),
         listen_address=doc.server.listen_address,
@@ -375,6 +418,8 @@ def parse_config(raw: object, env: Mapping[str, str] | None = None, need_spaces:
         utilization_buckets=doc.metrics.utilization_buckets,
         members=doc.members,
         recordings=doc.recordings,
+        charges=doc.charges,
+        billing=doc.billing,
         rooms_enabled=doc.metrics.rooms.enabled,
         rooms_max=doc.metrics.rooms.max,
         log_level=doc.logging.level,
