@@ -13,6 +13,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
 
@@ -42,6 +43,7 @@ from .webconfig import WebConfig, load_web_config, wrap_app
 log = logging.getLogger("exporter")
 
 DEMO_INTERVAL = 5.0
+DEMO_BUDGET = 100.0  # dollars a month: the demo's spend rate projects past it within minutes
 DEMO_PROJECT = "demo-project"
 SHUTDOWN_GRACE = 3.0  # seconds for polls to finish; SIGTERM exits within 5 s
 SWITCH_INTERVAL = 0.0005  # seconds; see serve()
@@ -74,14 +76,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def _demo_config(config: Config, demo: SimulatedSpace, project_id: str, token: str) -> Config:
-    """The simulated space, polled often, with members (also live) and recordings read."""
-    space = SpaceConfig("demo", demo.base_url, project_id, token)
+    """The simulated space, polled often, with members (also live), recordings and charges read,
+    and a monthly budget."""
+    space = SpaceConfig("demo", demo.base_url, project_id, token, budget_monthly=DEMO_BUDGET)
     return replace(
         config,
         spaces=(space,),
         poll=replace(config.poll, interval=DEMO_INTERVAL),
         members=MembersConfig(enabled=True, live=True),
         recordings=replace(config.recordings, enabled=True),
+        charges=replace(config.charges, enabled=True, interval=DEMO_INTERVAL),
     )
 
 
@@ -170,7 +174,11 @@ def _build(
         )
     resumed = state.load(names) if state else {}
     for name, accounting in resumed.items():  # counters continue from the stored values
-        snapshots.publish(SpaceSnapshot(name, last_success=accounting.last_success, totals=accounting.totals))
+        snapshots.publish(
+            SpaceSnapshot(
+                name, last_success=accounting.last_success, totals=accounting.totals, bill=accounting.bill
+            )
+        )
     for name in set(names) - resumed.keys():
         resumed[name] = Accounting(counting_start=time.time() if counting_start is None else counting_start)
         if state is not None:  # when counting started must survive a crash before the first poll
@@ -185,9 +193,12 @@ def _build(
     return snapshots, pollers
 
 
-def build_exposition(snapshots: Snapshots, config: Config, fresh: bool = False) -> Exposition:
-    """What ``/metrics`` serves (with process metrics when ``fresh``) and ``--once`` prints."""
-    collector = SessionCollector(snapshots, config)
+def build_exposition(
+    snapshots: Snapshots, config: Config, fresh: bool = False, clock: Callable[[], float] = time.time
+) -> Exposition:
+    """What ``/metrics`` serves (with process metrics when ``fresh``) and ``--once`` prints;
+    ``clock`` tells the current day and month."""
+    collector = SessionCollector(snapshots, config, clock)
     return Exposition(
         snapshots, collector, (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR) if fresh else ()
     )

@@ -10,7 +10,8 @@ Sample output (one space, abridged)::
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -21,13 +22,18 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from . import BUILD_LABELS, build_info
+from .bill import Charges, Ledger, figures
 from .config import Config
 from .snapshot import (
+    CHARGE_TYPES,
+    COST_SOURCES,
     DEFERRED_WORK,
     ENDPOINTS,
     KEYS,
+    LOG_SKIP_REASONS,
     MEMBER_SKIP_REASONS,
     OTHER_ROOM,
+    PERIODS,
     POLL_ERROR_REASONS,
     RECORDING_SKIP_REASONS,
     REQUEST_BUCKETS,
@@ -39,6 +45,7 @@ from .snapshot import (
 )
 
 P = "signalwire_video_"
+EMPTY_CHARGES = Charges(0.0, Ledger("", 0.0))
 
 
 def _buckets(bounds: tuple[float, ...], hist: Histogram) -> list[tuple[str, float]]:
@@ -53,9 +60,10 @@ def _buckets(bounds: tuple[float, ...], hist: Histogram) -> list[tuple[str, floa
 class SessionCollector(Collector):
     """Yields every ``signalwire_video_*`` family from the current snapshots."""
 
-    def __init__(self, snapshots: Snapshots, config: Config) -> None:
-        self.snapshots, self.config = snapshots, config
+    def __init__(self, snapshots: Snapshots, config: Config, clock: Callable[[], float] = time.time) -> None:
+        self.snapshots, self.config, self.clock = snapshots, config, clock
         self.buckets, self.rooms_enabled = config.duration_buckets, config.rooms_enabled
+        self.budgets = {s.name: s.budget_monthly for s in config.spaces if s.budget_monthly is not None}
 
     def collect(self) -> Iterator[Metric]:
         spaces = sorted(self.snapshots.current.values(), key=lambda s: s.name)
@@ -68,6 +76,9 @@ class SessionCollector(Collector):
             yield from self._recordings(spaces)
         if self.rooms_enabled:
             yield from self._rooms(spaces)
+        yield from self._bill(spaces)
+        if self.config.charges.enabled:
+            yield from self._charges(spaces)
         yield from self._health(spaces)
         info = GaugeMetricFamily(
             P + "exporter_build_info",
@@ -243,6 +254,85 @@ class SessionCollector(Collector):
         yield from (active, cost)
         if self.config.members.enabled:
             yield seconds
+
+    def _bill(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
+        """The day and month figures (as of this scrape), the budget and the projection."""
+        period = GaugeMetricFamily(
+            P + "cost_period_dollars",
+            "Cost of the current day or month (billing.timezone) by end time: session cost_in_dollars "
+            "(source=sessions) or video log charges (source=charges).",
+            labels=["space", "period", "source"],
+        )
+        complete = GaugeMetricFamily(
+            P + "cost_period_complete",
+            "1 when cost_period_dollars covers the whole period, 0 when counting began after it began.",
+            labels=["space", "period", "source"],
+        )
+        budget = GaugeMetricFamily(
+            P + "budget_dollars", "The space's budget (spaces[].budget).", labels=["space", "period"]
+        )
+        projected = GaugeMetricFamily(
+            P + "cost_month_projected_dollars",
+            "Month-to-date cost plus the spend rate of the last 7 days times the time left in the month "
+            "(charges with charges.enabled, else sessions).",
+            labels=["space"],
+        )
+        now, tz = self.clock(), self.config.billing.timezone
+        for s in spaces:
+            if s.name in self.budgets:
+                budget.add_metric([s.name, "month"], self.budgets[s.name])
+            if s.bill is None:
+                continue
+            ledgers: dict[str, Ledger] = {"sessions": s.bill.sessions}
+            if s.bill.charges is not None:
+                ledgers["charges"] = s.bill.charges.ledger
+            shown = {source: figures(ledger, now, tz) for source, ledger in ledgers.items()}
+            for source in COST_SOURCES:
+                for name in PERIODS:
+                    if source in shown:
+                        dollars, whole = shown[source].periods[name]
+                        period.add_metric([s.name, name, source], dollars)
+                        complete.add_metric([s.name, name, source], 1.0 if whole else 0.0)
+            projected.add_metric([s.name], shown["charges" if "charges" in shown else "sessions"].projected)
+        yield from (period, complete, budget, projected)
+
+    def _charges(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
+        """The video logs' charges counted once, and the room sessions they disagree with."""
+        dollars = CounterMetricFamily(
+            P + "charges_dollars",
+            "Charges of completed video logs, by log type and charge description (charges.enabled).",
+            labels=["space", "type", "description"],
+        )
+        logs = CounterMetricFamily(
+            P + "charged_logs", "Completed video logs counted, by type.", labels=["space", "type"]
+        )
+        mismatches = CounterMetricFamily(
+            P + "cost_mismatches",
+            "Room-session logs whose charge differs from the session's cost_in_dollars by more than "
+            "charges.tolerance.",
+            labels=["space"],
+        )
+        mismatch_dollars = CounterMetricFamily(
+            P + "cost_mismatch_dollars",
+            "Sum of the absolute differences of the mismatches.",
+            labels=["space"],
+        )
+        skipped = CounterMetricFamily(
+            P + "logs_skipped",
+            "Completed video logs left out of the counters, by reason.",
+            labels=["space", "reason"],
+        )
+        for s in spaces:  # at 0 before the first poll; descriptions as they come
+            charges = (s.bill.charges if s.bill is not None else None) or EMPTY_CHARGES
+            for kind in CHARGE_TYPES:
+                logs.add_metric([s.name, kind], charges.logs.get(kind, 0))
+                for description, value in sorted(charges.dollars.get(kind, {}).items()):
+                    dollars.add_metric([s.name, kind, description], value)
+            mismatches.add_metric([s.name], charges.mismatches)
+            mismatch_dollars.add_metric([s.name], charges.mismatch_dollars)
+            for reason in LOG_SKIP_REASONS:
+                skipped.add_metric([s.name, reason], charges.skipped.get(reason, 0))
+        yield from (dollars, logs, mismatches, mismatch_dollars, skipped)
 
     def _health(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
         up = GaugeMetricFamily(P + "up", "1 if the latest poll of the space succeeded.", labels=["space"])

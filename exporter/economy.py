@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Sequence
 
-from .state import TIMESTAMP_RESOLUTION
+from .models import TIMESTAMP_RESOLUTION
 
 ROOM_PAGE_SIZE = 10  # a just-ended session is the newest of its room: one small page finds it
 

@@ -2,12 +2,12 @@
 
 After the sessions (which come first: they keep the counters exact), a poll reads, oldest
 first: the members of counted sessions (``members.enabled``), then their recordings
-(``recordings.enabled``), then the members of in-progress sessions (``members.live``), least
-recently read first. What does not fit waits for a later poll and is counted in
-``signalwire_video_poll_deferred_total{work}``. A failed read (after its retries) leaves that
-session for a later poll without failing the poll (the sessions it counted still count); after
-MAX_FAILURES in one poll the rest of that kind waits too. A session's listing, once begun, is
-read to its end (rarely more than one page).
+(``recordings.enabled``); after the video logs (:mod:`.charges`), the members of in-progress
+sessions (``members.live``), least recently read first. What does not fit waits for a later
+poll and is counted in ``signalwire_video_poll_deferred_total{work}``. A failed read (after its
+retries) leaves that session for a later poll without failing the poll (the sessions it counted
+still count); after MAX_FAILURES in one poll the rest of that kind waits too. A session's
+listing, once begun, is read to its end (rarely more than one page).
 """
 
 from __future__ import annotations
@@ -35,14 +35,9 @@ class Enricher:
         self.present: dict[str, int] = {}  # in-progress session -> members present at its latest read
 
     def read(
-        self,
-        acc: Accounting,
-        in_progress: Mapping[str, Live],
-        started: float,
-        deadline: float,
-        budget: Budget,
-    ) -> tuple[Enrichment, dict[str, int], dict[Key, int]]:
-        """This poll's reads; the work left for later by kind; members present by label pair."""
+        self, acc: Accounting, started: float, deadline: float, budget: Budget
+    ) -> tuple[Enrichment, dict[str, int]]:
+        """This poll's reads of counted sessions; the work left for later by kind."""
         members: dict[str, MemberSummary | None] = {}
         recordings: dict[str, RecordingRead | None] = {}
         deferred: dict[str, int] = {}
@@ -52,13 +47,21 @@ class Enricher:
         if self.config.recordings.enabled:
             self._each(acc.recordings_due, budget, lambda sid: self._recordings(sid, deadline, recordings))
             deferred["recordings"] = len(acc.recordings_due) - len(recordings)
+        return Enrichment(started, members, recordings), deferred
+
+    def live(
+        self, in_progress: Mapping[str, Live], deadline: float, budget: Budget
+    ) -> tuple[dict[Key, int], int]:
+        """Members present by label pair (``members.live``), refreshed while the budget lasts;
+        and how many sessions were left for a later poll."""
+        if not self.config.members.live:
+            return {}, 0
+        left = self._live(in_progress, deadline, budget)
         active: dict[Key, int] = {}
-        if self.config.members.live:
-            deferred["live_members"] = self._live(in_progress, deadline, budget)
-            for sid, live in in_progress.items():
-                if live.key is not None and sid in self.present:
-                    active[live.key] = active.get(live.key, 0) + self.present[sid]
-        return Enrichment(started, members, recordings), deferred, active
+        for sid, live in in_progress.items():
+            if live.key is not None and sid in self.present:
+                active[live.key] = active.get(live.key, 0) + self.present[sid]
+        return active, left
 
     @staticmethod
     def _each(queue: Iterable[str], budget: Budget, read: Callable[[str], bool]) -> None:

@@ -17,6 +17,7 @@ import msgspec
 from .snapshot import FPS_VALUES, KEYS, OTHER, QUALITIES, UNKNOWN, Key
 
 IN_PROGRESS, COMPLETED = "in-progress", "completed"
+TIMESTAMP_RESOLUTION = 1.0  # API timestamps carry whole seconds
 T = TypeVar("T")
 # The sane range of a record's numbers; outside it (or not finite) the record is not counted.
 # With these bounds no counter can overflow: adding $1e6 or a year to the largest finite float

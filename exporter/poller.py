@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 
 from .api import ApiClient, ApiError
+from .bill import Bill, Billing, Mismatch, reconcile
+from .charges import ChargeReader
 from .config import Config, SpaceConfig
 from .economy import ROOM_PAGE_SIZE, Budget, density, read_on
 from .enricher import Enricher
@@ -59,8 +61,16 @@ class SpacePoller:
             recording_max_wait=config.recordings.max_wait,
             member_buckets=config.member_buckets,
             utilization_buckets=config.utilization_buckets,
+            billing=Billing(
+                timezone=config.billing.timezone,
+                charges=config.charges.enabled,
+                tolerance=config.charges.tolerance,
+                descriptions_max=config.charges.descriptions_max,
+                lookback=config.poll.lookback,
+            ),
         )
         self.enricher = Enricher(space.name, config, self.client)
+        self.charge_reader = ChargeReader(space.name, config, self.client, self.settings.billing)
         self._order_warned = False
         self.budget = Budget(config.poll.max_requests)  # renewed by every poll
         self.deferred: dict[str, int] = {}  # work left to later polls, by kind (published counters)
@@ -84,10 +94,12 @@ class SpacePoller:
         try:
             observation, pending = self._observe(started_wall, deadline)
             accounting, activity = apply(self.accounting, observation, self.settings)
-            enrichment, deferred, members_active = self.enricher.read(
-                accounting, observation.in_progress, started_wall, deadline, self.budget
-            )
+            enrichment, deferred = self.enricher.read(accounting, started_wall, deadline, self.budget)
             accounting = apply_enrichment(accounting, enrichment, self.settings)
+            accounting, deferred["charges"], mismatches = self._charges(accounting, started_wall, deadline)
+            members_active, deferred["live_members"] = self.enricher.live(
+                observation.in_progress, deadline, self.budget
+            )
             activity = replace(
                 activity, members_active=members_active, recordings_pending=recordings_pending(accounting)
             )
@@ -108,6 +120,7 @@ class SpacePoller:
                 self._publish_failure(previous, "state_write")
                 return False
         self._log_backfill_skips(accounting)
+        self._log_mismatches(mismatches)
         self._note_deferred(deferred)
         self.accounting = accounting
         duration = time.monotonic() - started
@@ -122,10 +135,38 @@ class SpacePoller:
                 totals=self.accounting.totals,
                 requests=self.requests,
                 deferred=self.deferred,
+                bill=self.accounting.bill,
             )
         )
         log.debug("space %s: poll done in %.3fs", self.space.name, duration)
         return True
+
+    def _charges(
+        self, acc: Accounting, started: float, deadline: float
+    ) -> tuple[Accounting, int, list[Mismatch]]:
+        """Read the video logs due (``charges.enabled``) and compare the room sessions counted with
+        their logs; returns the accounting, 1 when a forward sweep was left unfinished, and the
+        mismatches found."""
+        bill = acc.bill
+        if bill is None or bill.charges is None:
+            return acc, 0, []
+        charges, unfinished = self.charge_reader.read(
+            bill.charges, acc.tracked.values(), started, deadline, self.budget
+        )
+        charges, mismatches = reconcile(charges, started, self.settings.billing.tolerance)
+        return replace(acc, bill=Bill(bill.sessions, charges)), unfinished, mismatches
+
+    def _log_mismatches(self, mismatches: list[Mismatch]) -> None:
+        for m in mismatches:
+            log.warning(
+                "space %s: room session %s cost $%.4f, but its video log %s charged $%.4f "
+                "(signalwire_video_cost_mismatches_total)",
+                self.space.name,
+                m.session_id,
+                m.cost,
+                m.log_id,
+                m.charge,
+            )
 
     def _observe_request(self, endpoint: str, status: int | None, seconds: float) -> None:
         self.requests = self.requests.observe(endpoint, request_code(status), seconds)

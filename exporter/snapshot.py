@@ -12,6 +12,10 @@ import bisect
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .bill import Bill
 
 # --- label vocabulary ---------------------------------------------------------------------------
 
@@ -44,9 +48,9 @@ SKIP_REASONS = (
     "missing_cost",
     "missing_duration",
 )
-ENDPOINTS = ("list", "get", "members", "recordings")
+ENDPOINTS = ("list", "get", "members", "recordings", "logs")
 # Work a poll leaves to the next one when ``poll.max_requests`` runs out (docs/counting.md).
-DEFERRED_WORK = ("completions", "members", "recordings", "live_members")
+DEFERRED_WORK = ("completions", "members", "recordings", "charges", "live_members")
 MEMBER_SKIP_REASONS = ("invalid_cost", "invalid_duration", "invalid_times", "malformed", "session_gone")
 RECORDING_SKIP_REASONS = (
     "invalid_cost",
@@ -58,6 +62,10 @@ RECORDING_SKIP_REASONS = (
     "recording_timeout",
     "session_gone",
 )
+CHARGE_TYPES = ("room_session", "conference_session", OTHER)  # a video log's type
+LOG_SKIP_REASONS = ("invalid_charge", "invalid_charge_details", "malformed")
+PERIODS = ("day", "month")  # in billing.timezone
+COST_SOURCES = ("sessions", "charges")  # session cost_in_dollars; the video logs' charges
 # HTTP statuses of API responses as `code` label values: the ones the API documents, 429 and
 # the 5xx a proxy answers with; any other status is "other", a transport failure "error".
 RESPONSE_CODES = ("200", "400", "401", "403", "404", "422", "429", "500", "502", "503", "504")
@@ -176,6 +184,7 @@ class SpaceSnapshot:
     poll_errors: Mapping[str, int] = field(default_factory=dict)
     deferred: Mapping[str, int] = field(default_factory=dict)  # work items left to a later poll
     requests: Requests = field(default_factory=Requests)
+    bill: Bill | None = None  # None until a poll succeeded
 
 
 class Snapshots:

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field, replace
 
 import msgspec
 
-from .models import COMPLETED, RoomSession
+from .bill import Bill, Billing, add_sessions, new_bill, roll, with_charges
+from .models import COMPLETED, TIMESTAMP_RESOLUTION, RoomSession
 from .snapshot import (
     DEFAULT_MEMBER_BUCKETS,
     DEFAULT_UTILIZATION_BUCKETS,
@@ -31,8 +32,6 @@ from .snapshot import (
     Key,
     Totals,
 )
-
-TIMESTAMP_RESOLUTION = 1.0  # API timestamps carry whole seconds
 
 
 class Live(msgspec.Struct, frozen=True, gc=False):
@@ -91,6 +90,7 @@ class Settings:
     recording_max_wait: float = 3600.0
     member_buckets: tuple[float, ...] = DEFAULT_MEMBER_BUCKETS
     utilization_buckets: tuple[float, ...] = DEFAULT_UTILIZATION_BUCKETS
+    billing: Billing = field(default_factory=Billing)
 
 
 @dataclass(frozen=True)
@@ -106,6 +106,7 @@ class Accounting:
     totals: Totals = field(default_factory=Totals)
     members_due: Mapping[str, MembersDue] = field(default_factory=dict)  # oldest first
     recordings_due: Mapping[str, RecordingsDue] = field(default_factory=dict)  # oldest first
+    bill: Bill | None = None  # begun by the first poll
 
     def horizon(self, lookback: float) -> float:
         """How far back (by creation) the completed listing is read: lookback before the last poll."""
@@ -158,6 +159,8 @@ class _Pass:
         self.rooms = dict.fromkeys(acc.rooms)  # ordered, with O(1) lookups
         self.members_due = dict(acc.members_due)
         self.recordings_due = dict(acc.recordings_due)
+        self.costs: list[tuple[str, float, float]] = []  # (id, cost, end) of the sessions counted
+        self.gap = 0.0  # the latest end of a session not counted for backfill_limit
 
     def room(self, name: str | None) -> str:
         if name is None:
@@ -178,6 +181,7 @@ class _Pass:
         self.counted[sid] = session.end_ts
         if session.end_ts < self.backfill_floor:  # ended while the exporter was down, too long ago
             _add(self.skipped, "backfill_limit")
+            self.gap = max(self.gap, session.end_ts)
             return
         reason = session.invalid_reason()
         if reason:
@@ -190,6 +194,7 @@ class _Pass:
             cost = 0.0
         self.completed[key] = self.completed.get(key, 0) + 1
         self.cost[key] = self.cost.get(key, 0.0) + cost
+        self.costs.append((sid, cost, session.end_ts))
         duration = session.duration_seconds
         if duration is None:
             _add(self.skipped, "missing_duration")
@@ -243,6 +248,13 @@ def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accoun
                 _add(work.skipped, "malformed")
 
     activity = _activity(active, work, settings)
+    tz = settings.billing.timezone
+    if acc.bill is None:  # counting from its start; a state file written before bills: from now
+        since = acc.counting_start if acc.last_success is None else obs.started
+        bill = new_bill(since, obs.started, settings.billing)
+    else:
+        bill = with_charges(acc.bill, obs.started, obs.started, settings.billing)
+    bill = add_sessions(roll(bill, obs.started, tz), work.costs, work.gap, settings.billing)
     tracked = {sid: live.created for sid, live in active.items()}  # not merged into a new dict:
     room_ids = {sid: live.room_id for sid, live in active.items() if live.room_id is not None}
     for extra in (deferred, tracked_malformed, {sid: acc.tracked[sid] for sid in obs.pending}):
@@ -266,6 +278,7 @@ def apply(acc: Accounting, obs: Observation, settings: Settings) -> tuple[Accoun
         ),
         members_due=work.members_due,
         recordings_due=work.recordings_due,
+        bill=bill,
     )
     watermark = new.watermark(settings.lookback)
     # A counted session listed in progress again (the API flipped it back) stays remembered

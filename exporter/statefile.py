@@ -24,6 +24,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
 
+from .bill import Bill
 from .snapshot import (
     DEFAULT_MEMBER_BUCKETS,
     DEFAULT_UTILIZATION_BUCKETS,
@@ -79,6 +80,7 @@ class _Space(msgspec.Struct, forbid_unknown_fields=True):
     utilization_buckets: list[float] = msgspec.field(default_factory=list)
     members_due: dict[str, MembersDue] = msgspec.field(default_factory=dict)
     recordings_due: dict[str, RecordingsDue] = msgspec.field(default_factory=dict)
+    bill: Bill | None = None
 
 
 class _File(msgspec.Struct, Generic[T], forbid_unknown_fields=True):
@@ -113,6 +115,7 @@ def _encode_space(acc: Accounting, bounds: _Bounds) -> _Space:
         utilization_buckets=list(bounds.utilization),
         members_due=dict(acc.members_due),
         recordings_due=dict(acc.recordings_due),
+        bill=acc.bill,
         totals=_Totals(
             completed=_rows(t.completed),
             cost=_rows(t.cost),
@@ -139,12 +142,14 @@ _COUNTER_TYPES = {
     for key, kind in typing.get_type_hints(_Totals, include_extras=True).items()
 }
 _space_decoder = msgspec.json.Decoder(_Space)
-# Entries of a space that are not counters and can be dropped alone: each costs only requests
-# (room_ids: GET tells a vanished session's room) or the members/recordings of a few sessions.
+# Entries of a space that can be dropped alone: each costs only requests (room_ids: GET tells a
+# vanished session's room), the members/recordings of a few sessions, or the bill (it starts
+# anew: its counters from zero, its figures incomplete until the next month).
 _OPTIONAL: dict[str, Any] = {
     "room_ids": dict[str, str],
     "members_due": dict[str, MembersDue],
     "recordings_due": dict[str, RecordingsDue],
+    "bill": Bill | None,
 }
 
 
@@ -239,6 +244,7 @@ def _decode_space(space: _Space, bounds: _Bounds, name: str) -> Accounting:
         rooms=tuple(space.rooms),
         members_due=space.members_due,
         recordings_due=space.recordings_due,
+        bill=space.bill,
         totals=Totals(
             completed={(q, f): n for q, f, n in t.completed},
             cost={(q, f): v for q, f, v in t.cost},

@@ -24,7 +24,7 @@ from prometheus_client.registry import Collector
 import exporter
 from exporter.cli import build_exposition
 from exporter.collector import SessionCollector
-from exporter.config import Config, MembersConfig, RecordingsConfig
+from exporter.config import ChargesConfig, Config, MembersConfig, RecordingsConfig
 from exporter.exposition import MAX_CACHED_FORMATS, Exposition
 from exporter.server import MetricsServer, make_app
 from exporter.snapshot import (
@@ -256,7 +256,7 @@ def _expected_series(space: str, config: Config) -> set[tuple[str, frozenset[tup
         add("poll_errors_total", reason=reason)
     for reason in SKIP_REASONS:
         add("sessions_skipped_total", reason=reason)
-    for work in ("completions", "members", "recordings", "live_members"):
+    for work in ("completions", "members", "recordings", "charges", "live_members"):
         add("poll_deferred_total", work=work)
     for quality, fps in KEYS if config.members.enabled else ():
         histogram("room_session_members", config.member_buckets, quality=quality, fps=fps)
@@ -283,6 +283,13 @@ def _expected_series(space: str, config: Config) -> set[tuple[str, frozenset[tup
         reasons = ("invalid_cost", "invalid_duration", "invalid_size", "invalid_times", "malformed")
         for reason in (*reasons, "missing_duration", "recording_timeout", "session_gone"):
             add("recordings_skipped_total", reason=reason)
+    if config.charges.enabled:
+        for kind in ("room_session", "conference_session", "other"):
+            add("charged_logs_total", type=kind)
+        add("cost_mismatches_total")
+        add("cost_mismatch_dollars_total")
+        for reason in ("invalid_charge", "invalid_charge_details", "malformed"):
+            add("logs_skipped_total", reason=reason)
     return expected
 
 
@@ -295,15 +302,17 @@ def _expected_series(space: str, config: Config) -> set[tuple[str, frozenset[tup
             members=MembersConfig(enabled=True, live=True),
             recordings=RecordingsConfig(enabled=True),
         ),
+        Config(spaces=(), charges=ChargesConfig(enabled=True)),
     ],
-    ids=["default", "members-and-recordings"],
+    ids=["default", "members-and-recordings", "charges"],
 )
 def test_every_series_is_exported_from_the_first_scrape(config: Config) -> None:
     """Before any poll, every series the vocabulary allows is there (at 0), none beyond it;
     the member and recording families only when enabled.
 
-    Two gauges are left out on purpose until they have a value (0 would be a false one): the
-    oldest in-progress session's start time, and the duration of the latest successful poll.
+    Some gauges are left out on purpose until they have a value (0 would be a false one): the
+    oldest in-progress session's start time, the duration of the latest successful poll, and
+    the day and month cost figures and projection.
     """
     text = build_exposition(Snapshots(["s"]), config).render(None)[0].decode()
     build = {name for name, _ in _series(text) if name.endswith("build_info")}

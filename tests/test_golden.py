@@ -1,5 +1,5 @@
-"""Golden test: fixed API JSON in (sessions, and the members and recordings of some), the whole
-exposition out, compared byte for byte.
+"""Golden test: fixed API JSON in (sessions, the members and recordings of some, video logs), the
+whole exposition out, compared byte for byte.
 
 The body is rendered by the same code as ``--once`` and ``/metrics`` (``build_exposition``).
 Only the values of the timing series (request latency, poll duration) and the build's revision
@@ -14,11 +14,12 @@ import json
 import os
 import re
 import threading
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from exporter.cli import build_exposition
-from exporter.config import Config, MembersConfig, RecordingsConfig
+from exporter.config import BillingConfig, ChargesConfig, Config, MembersConfig, RecordingsConfig
 from exporter.poller import SpacePoller
 from exporter.snapshot import Snapshots
 
@@ -43,17 +44,22 @@ def _created(record: dict[str, object]) -> float:
 def render() -> str:
     fixture = json.loads((GOLDEN / "api_sessions.json").read_text(encoding="utf-8"))
     people = json.loads((GOLDEN / "api_people.json").read_text(encoding="utf-8"))
+    logs = json.loads((GOLDEN / "api_logs.json").read_text(encoding="utf-8"))["logs"]
     now = [T0]
     with FakeSpace(PROJECT, TOKEN, clock=lambda: now[0]) as sim:
         for record in fixture["in-progress"]:
             sim.add_raw_record(record, status="in-progress", created_at=_created(record))
+        for record in logs:
+            sim.add_raw_log(record, created_at=_created(record))
         config = Config(
-            spaces=(space_config(sim, name="golden"),),
+            spaces=(replace(space_config(sim, name="golden"), budget_monthly=250.0),),
             poll=poll_config(),
             rooms_enabled=True,
             rooms_max=3,
             members=MembersConfig(enabled=True, live=True),
             recordings=RecordingsConfig(enabled=True),
+            charges=ChargesConfig(enabled=True, descriptions_max=2),
+            billing=BillingConfig(timezone="America/New_York"),
         )
         snapshots = Snapshots(["golden"])
         poller = SpacePoller(config.spaces[0], config, snapshots, threading.Event(), clock=lambda: now[0])
@@ -67,7 +73,7 @@ def render() -> str:
                     add(session_id, record, listed_at=T0)
         assert poller.poll_once()
         poller.client.close()
-    text = build_exposition(snapshots, config).render(None)[0].decode()
+    text = build_exposition(snapshots, config, clock=lambda: now[0]).render(None)[0].decode()
     text = BUILD.sub(r'\1"<build>"', text)
     text = re.sub(r"(signalwire_video_api_request_duration_seconds_bucket\{[^}]*\}) .*", r"\1 <timing>", text)
     return TIMING.sub(r"\1 <timing>", text)

@@ -1,0 +1,439 @@
+"""The bill: what SignalWire charges (its video logs), counted once, reconciled with the sessions'
+cost, and the day and month figures in ``billing.timezone``.
+
+Pure functions of immutable values, like :mod:`.state`; the reads are :mod:`.charges`'s. The
+logs are read by creation time (the only filter the API has) in *sweeps*: a sweep covers a range
+of creation times in slices, newest first, each slice read whole (all pages) or not at all, so a
+range too large for one poll's request budget is finished by later polls.
+
+- The *forward* sweep, every ``charges.interval``, covers the logs created since the previous
+  one (less ``poll.lookback``) and back to the oldest log still in progress (first: back to the
+  oldest session in progress). A completed log is counted once (by id) when it is completed
+  after counting began (``since``), or was seen in progress: the counters, the ``charges``
+  figures and the reconciliation take it.
+- The *backfill* sweep, at a first start after the month began, covers the month (and a day
+  before it, for logs created then and completed in it). The logs it finds completed before
+  counting began feed only the ``charges`` figures, which are complete once it has finished.
+
+A :class:`Ledger` holds one source's dollars by local day of the current month, by end time; the
+day and month figures and the projection are computed from it when they are shown.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import msgspec
+from msgspec.structs import replace
+
+from .models import TIMESTAMP_RESOLUTION, VideoLog
+from .snapshot import OTHER_ROOM, UNKNOWN
+
+BACKFILL_MARGIN = 86400.0  # a log created this long before the month began may be completed in it
+RECONCILE_WINDOW = 86400.0  # a session and its log that are not both counted within it are not compared
+MIN_SLICE = 60.0  # seconds of creation time: the smallest slice a sweep reads
+PROJECTION_DAYS = 7  # the spend rate of the projection: the current day and the six before it
+DETAIL_SLACK = 0.00005  # dollars: half the API's 4-decimal resolution
+
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+Dollars = Annotated[float, msgspec.Meta(ge=0)]
+
+
+@dataclass(frozen=True)
+class Billing:
+    """The parts of the configuration the bill depends on."""
+
+    timezone: str = "UTC"
+    charges: bool = False
+    tolerance: float = 0.0001
+    descriptions_max: int = 20
+    lookback: float = 300.0
+
+
+class Ledger(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One source's dollars by local day (``YYYY-MM-DD``) of ``month`` (``YYYY-MM``), by end time.
+
+    ``complete_since``: every item that ended from then on is in it; a period that began
+    earlier is incomplete.
+    """
+
+    month: str
+    complete_since: float
+    days: dict[str, Dollars] = msgspec.field(default_factory=dict)
+
+
+class Cost(msgspec.Struct, frozen=True, array_like=True):
+    """A counted room session's cost, waiting for its log."""
+
+    dollars: float
+    ended: float
+
+
+class Charged(msgspec.Struct, frozen=True, array_like=True):
+    """A counted room-session log's charge, waiting for its session."""
+
+    log_id: str
+    dollars: float
+    ended: float
+
+
+class Sweep(msgspec.Struct, frozen=True, array_like=True):
+    """Logs created in [floor, until) are still to be read, in slices of ``span`` seconds."""
+
+    floor: float
+    until: float
+    span: float
+
+    def next_slice(self) -> tuple[float, float]:
+        return max(self.floor, self.until - self.span), self.until
+
+
+class Charges(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything ``charges.enabled`` carries from one poll to the next."""
+
+    since: float  # counting start of the logs
+    ledger: Ledger
+    dollars: dict[str, dict[str, Dollars]] = msgspec.field(default_factory=dict)  # type -> description
+    logs: dict[str, Count] = msgspec.field(default_factory=dict)  # by type
+    skipped: dict[str, Count] = msgspec.field(default_factory=dict)
+    mismatches: Count = 0
+    mismatch_dollars: Dollars = 0.0
+    descriptions: tuple[str, ...] = ()  # label slots, first come first served
+    open: dict[str, float] = msgspec.field(default_factory=dict)  # in progress: log id -> created
+    counted: dict[str, float] = msgspec.field(default_factory=dict)  # dedupe memory: id -> created
+    read: float | None = None  # start of the last finished forward sweep
+    sweep: Sweep | None = None  # the forward sweep under way
+    backfill: Sweep | None = None
+    costs: dict[str, Cost] = msgspec.field(default_factory=dict)  # by room session id
+    charged: dict[str, Charged] = msgspec.field(default_factory=dict)  # by room session id
+
+
+class Bill(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The bill of one space: the sessions' cost by day, and the logs with ``charges.enabled``."""
+
+    sessions: Ledger
+    charges: Charges | None = None
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    """A room session whose log charges more or less than its cost (logged once)."""
+
+    session_id: str
+    log_id: str
+    cost: float
+    charge: float
+
+
+# --- calendar -----------------------------------------------------------------------------------
+
+
+def _local(ts: float, tz: str) -> datetime:
+    return datetime.fromtimestamp(ts, ZoneInfo(tz))
+
+
+def _start(day: date, tz: str) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz)).timestamp()
+
+
+def month_key(ts: float, tz: str) -> str:
+    return _local(ts, tz).strftime("%Y-%m")
+
+
+def period_start(period: str, ts: float, tz: str) -> float:
+    """Start (epoch) of the local ``day`` or ``month`` that holds ``ts``."""
+    day = _local(ts, tz).date()
+    return _start(day if period == "day" else day.replace(day=1), tz)
+
+
+def month_end(ts: float, tz: str) -> float:
+    """Start (epoch) of the local month after the one that holds ``ts``."""
+    first = _local(ts, tz).date().replace(day=1)
+    return _start((first + timedelta(days=31)).replace(day=1), tz)
+
+
+def iso(ts: float) -> str:
+    """A whole-second UTC ISO 8601 datetime, as the API's date filters take it."""
+    return datetime.fromtimestamp(math.floor(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- ledgers and figures ------------------------------------------------------------------------
+
+
+def new_bill(since: float, now: float, billing: Billing) -> Bill:
+    """A bill that counts from ``since``; with charges, it reads the month back when it began."""
+    bill = Bill(Ledger(month_key(now, billing.timezone), since))
+    return with_charges(bill, since, now, billing)
+
+
+def with_charges(bill: Bill, since: float, now: float, billing: Billing) -> Bill:
+    """``bill`` with its charges state begun or dropped as ``charges.enabled`` says."""
+    if not billing.charges:
+        return replace(bill, charges=None) if bill.charges else bill
+    if bill.charges:
+        return bill
+    month = period_start("month", now, billing.timezone)
+    backfill = None
+    if since - TIMESTAMP_RESOLUTION > month:
+        floor = month - BACKFILL_MARGIN
+        backfill = Sweep(floor, math.floor(since) + TIMESTAMP_RESOLUTION, since - floor)
+    ledger = Ledger(month_key(now, billing.timezone), since)
+    return replace(bill, charges=Charges(since, ledger, backfill=backfill))
+
+
+def roll(bill: Bill, now: float, tz: str) -> Bill:
+    """``bill`` with its ledgers in the month of ``now`` (a new month starts empty)."""
+    month = month_key(now, tz)
+    if bill.sessions.month == month and (bill.charges is None or bill.charges.ledger.month == month):
+        return bill
+    charges = bill.charges
+    if charges is not None and charges.ledger.month != month:
+        ledger = Ledger(month, charges.ledger.complete_since)
+        charges = replace(charges, ledger=ledger, backfill=None)  # the month it read back is over
+    sessions = bill.sessions if bill.sessions.month == month else Ledger(month, bill.sessions.complete_since)
+    return Bill(sessions, charges)
+
+
+def _book(ledger: Ledger, ended: float, dollars: float, tz: str) -> Ledger:
+    """``ledger`` with ``dollars`` on the local day ``ended`` falls in, when that is in its month."""
+    day = _local(ended, tz).strftime("%Y-%m-%d")
+    if not day.startswith(ledger.month) or not dollars:
+        return ledger
+    return replace(ledger, days={**ledger.days, day: ledger.days.get(day, 0.0) + dollars})
+
+
+def add_sessions(
+    bill: Bill, counted: Iterable[tuple[str, float, float]], gap: float, billing: Billing
+) -> Bill:
+    """Book the sessions a poll counted (id, cost, end); ``gap``: the latest end time of a session
+    it could not count (0: none), before which the figures are incomplete."""
+    ledger, costs = bill.sessions, None
+    if bill.charges is not None:
+        costs = dict(bill.charges.costs)
+    for sid, dollars, ended in counted:
+        ledger = _book(ledger, ended, dollars, billing.timezone)
+        if costs is not None:
+            costs[sid] = Cost(dollars, ended)
+    if gap:
+        ledger = replace(ledger, complete_since=max(ledger.complete_since, gap + TIMESTAMP_RESOLUTION))
+    charges = bill.charges if costs is None or bill.charges is None else replace(bill.charges, costs=costs)
+    return Bill(ledger, charges)
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A ledger as shown at one moment: (period -> (dollars, complete)) and the projection."""
+
+    periods: dict[str, tuple[float, bool]]
+    projected: float
+
+
+def figures(ledger: Ledger, now: float, tz: str) -> Figures:
+    """The day and month figures at ``now`` and the month's projection (docs/metrics.md).
+
+    projected = month-to-date + rate x (end of month - now), where rate is what the current day
+    and the six before it (not before the month began) cost, divided by the time since they began.
+    """
+    current = ledger.month == month_key(now, tz)
+    days = ledger.days if current else {}
+    today = _local(now, tz).date()
+    month = sum(days.values())
+    periods = {
+        period: (
+            days.get(today.isoformat(), 0.0) if period == "day" else month,
+            ledger.complete_since <= period_start(period, now, tz),
+        )
+        for period in ("day", "month")
+    }
+    first = max(today - timedelta(days=PROJECTION_DAYS - 1), today.replace(day=1))
+    recent = sum(v for day, v in days.items() if day >= first.isoformat())
+    elapsed = now - _start(first, tz)
+    rate = recent / elapsed if elapsed > 0 else 0.0
+    return Figures(periods, month + rate * max(0.0, month_end(now, tz) - now))
+
+
+# --- logs ---------------------------------------------------------------------------------------
+
+
+def start_sweep(charges: Charges, started: float, tracked: Iterable[float], lookback: float) -> Charges:
+    """``charges`` with a forward sweep begun at ``started``: back to the previous one (less the
+    lookback) and to the oldest log in progress; the first also to the oldest tracked session."""
+    floor = (charges.read if charges.read is not None else charges.since) - lookback
+    if charges.read is None:
+        floor = min(floor, *tracked, floor)
+    floor = math.floor(min(floor, *charges.open.values(), floor))
+    until = math.floor(started) + TIMESTAMP_RESOLUTION
+    return replace(charges, sweep=Sweep(floor, until, until - floor))
+
+
+def shrink(sweep: Sweep) -> Sweep:
+    """The sweep after a slice that could not be read whole: a slice half as long next time."""
+    return replace(sweep, span=max(MIN_SLICE, math.floor(sweep.span / 2)))
+
+
+def _advance(sweep: Sweep, start: float) -> Sweep | None:
+    """The sweep after its slice from ``start`` was read whole; None when that was its last."""
+    if start <= sweep.floor:
+        return None
+    return Sweep(sweep.floor, start, sweep.span * 2)
+
+
+class _Pass:
+    """Mutable working copy of :class:`Charges` while one slice is applied."""
+
+    def __init__(self, charges: Charges, billing: Billing) -> None:
+        self.c, self.billing = charges, billing
+        self.ledger = charges.ledger
+        self.dollars = {kind: dict(d) for kind, d in charges.dollars.items()}
+        self.logs, self.skipped = dict(charges.logs), dict(charges.skipped)
+        self.descriptions = dict.fromkeys(charges.descriptions)
+        self.open, self.counted = dict(charges.open), dict(charges.counted)
+        self.charged = dict(charges.charged)
+
+    def description(self, name: str | None) -> str:
+        name = UNKNOWN if name is None else name
+        if name not in self.descriptions and len(self.descriptions) < self.billing.descriptions_max:
+            self.descriptions[name] = None
+        return name if name in self.descriptions else OTHER_ROOM
+
+    def take(self, log: VideoLog, created: float, backfill: bool) -> None:
+        lid = log.id
+        if log.deleted:
+            self.open.pop(lid, None)
+            return
+        if not log.completed:
+            if lid not in self.counted:  # in progress (or null status, no end): watched until completed
+                self.open[lid] = created
+            return
+        if lid in self.counted:
+            return
+        ended = log.ended_ts
+        if lid in self.open or (ended is not None and ended > self.c.since - TIMESTAMP_RESOLUTION):
+            self.open.pop(lid, None)
+            self.counted[lid] = created
+            self.count(log, ended)
+        elif backfill and ended is not None and log.invalid_reason() is None and log.charge:
+            self.ledger = _book(self.ledger, ended, log.charge, self.billing.timezone)
+
+    def count(self, log: VideoLog, ended: float | None) -> None:
+        reason = log.invalid_reason()
+        if reason is not None:
+            self.skipped[reason] = self.skipped.get(reason, 0) + 1
+            return
+        charge, kind = log.charge or 0.0, log.kind
+        self.logs[kind] = self.logs.get(kind, 0) + 1
+        parts = [(d.description, d.charge or 0.0) for d in log.charge_details or ()]
+        rest = charge - sum(amount for _, amount in parts)
+        if rest > DETAIL_SLACK or not parts:
+            parts.append((None, rest if parts else charge))
+        by_description = self.dollars.setdefault(kind, {})
+        for name, amount in parts:
+            label = self.description(name)
+            by_description[label] = by_description.get(label, 0.0) + amount
+        ended = (self.c.read or self.c.since) if ended is None else ended  # completed, no end time
+        self.ledger = _book(self.ledger, ended, charge, self.billing.timezone)
+        sid = log.session_id
+        if log.kind == "room_session" and sid is not None:
+            self.charged[sid] = Charged(log.id, charge, ended)
+
+
+def apply_slice(
+    charges: Charges,
+    backfill: bool,
+    logs: Iterable[VideoLog],
+    malformed: Iterable[str | None],
+    started: float,
+    billing: Billing,
+) -> Charges:
+    """Fold the logs of one slice of a sweep (the forward one, or the backfill), read whole."""
+    sweep = charges.backfill if backfill else charges.sweep
+    assert sweep is not None
+    start, end = sweep.next_slice()
+    work = _Pass(charges, billing)
+    seen: set[str] = set()
+    for log in logs:
+        created = log.created_ts
+        if created is not None and not start <= created < end:
+            continue  # outside the slice: the API's filter may include its bounds
+        seen.add(log.id)
+        work.take(log, start if created is None else created, backfill)
+    for lid in malformed:
+        if lid is not None and lid in work.counted:
+            continue
+        if lid is not None:
+            seen.add(lid)
+            work.counted[lid] = start
+        if not backfill:
+            work.skipped["malformed"] = work.skipped.get("malformed", 0) + 1
+    for lid, created in list(work.open.items()):  # in the slice, not listed: deleted
+        if start <= created < end and lid not in seen:
+            del work.open[lid]
+    after = _advance(sweep, start)
+    new = replace(
+        charges,
+        ledger=work.ledger,
+        dollars=work.dollars,
+        logs=work.logs,
+        skipped=work.skipped,
+        descriptions=tuple(work.descriptions),
+        open=work.open,
+        counted=work.counted,
+        charged=work.charged,
+    )
+    if backfill:
+        if after is None:  # the month is read back: the charges figures are complete
+            complete = min(new.ledger.complete_since, sweep.floor + BACKFILL_MARGIN)
+            return replace(new, backfill=None, ledger=replace(new.ledger, complete_since=complete))
+        return replace(new, backfill=after)
+    if after is not None:
+        return replace(new, sweep=after)
+    return _finish(new, sweep, billing.lookback)
+
+
+def _finish(charges: Charges, sweep: Sweep, lookback: float) -> Charges:
+    """``charges`` after a whole forward sweep: its dedupe memory bounded by what a later sweep
+    (or the backfill) can still list again."""
+    read = sweep.until - TIMESTAMP_RESOLUTION
+    floor = min(read - lookback, *charges.open.values(), read)
+    if charges.backfill is not None:
+        floor = min(floor, charges.backfill.floor)
+    counted = {lid: created for lid, created in charges.counted.items() if created >= floor}
+    return replace(charges, read=read, sweep=None, counted=counted)
+
+
+def reconcile(charges: Charges, now: float, tolerance: float) -> tuple[Charges, list[Mismatch]]:
+    """Compare each room session counted with its log; forget either one after RECONCILE_WINDOW."""
+    both = charges.costs.keys() & charges.charged.keys()
+    if not both and not _expired(charges, now):
+        return charges, []
+    mismatches: list[Mismatch] = []
+    dollars = charges.mismatch_dollars
+    for sid in sorted(both):
+        cost, log = charges.costs[sid], charges.charged[sid]
+        difference = abs(log.dollars - cost.dollars)
+        if difference > tolerance:
+            mismatches.append(Mismatch(sid, log.log_id, cost.dollars, log.dollars))
+            dollars += difference
+    horizon = now - RECONCILE_WINDOW
+    costs = {sid: c for sid, c in charges.costs.items() if sid not in both and c.ended >= horizon}
+    charged = {sid: c for sid, c in charges.charged.items() if sid not in both and c.ended >= horizon}
+    new = replace(
+        charges,
+        costs=costs,
+        charged=charged,
+        mismatches=charges.mismatches + len(mismatches),
+        mismatch_dollars=dollars,
+    )
+    return new, mismatches
+
+
+def _expired(charges: Charges, now: float) -> bool:
+    horizon = now - RECONCILE_WINDOW
+    return any(c.ended < horizon for c in charges.costs.values()) or any(
+        c.ended < horizon for c in charges.charged.values()
+    )

@@ -1,0 +1,66 @@
+"""Reads the video logs (``charges.enabled``) within what is left of a poll's request budget.
+
+Every ``charges.interval`` a forward sweep begins (see :mod:`.bill`); each poll reads its slices,
+newest first, then the backfill's, while the budget lasts. A slice is read whole (all pages) or
+not at all: one that runs out of budget is read again, half as long, by a later poll. A failed
+read (after its retries) leaves the sweep for a later poll without failing the poll.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from msgspec.structs import replace
+
+from .api import ApiClient, ApiError
+from .bill import Billing, Charges, Sweep, apply_slice, iso, shrink, start_sweep
+from .config import Config
+from .economy import Budget
+from .models import VideoLog
+
+log = logging.getLogger(__name__)
+
+
+class ChargeReader:
+    """The video-log reads of one space's polls."""
+
+    def __init__(self, name: str, config: Config, client: ApiClient, billing: Billing) -> None:
+        self.name, self.interval, self.client, self.billing = name, config.charges.interval, client, billing
+
+    def read(
+        self, charges: Charges, tracked: Iterable[float], started: float, deadline: float, budget: Budget
+    ) -> tuple[Charges, int]:
+        """``charges`` after this poll's reads; 1 when a forward sweep is left unfinished, else 0."""
+        if charges.sweep is None and (charges.read is None or started - charges.read >= self.interval):
+            charges = start_sweep(charges, started, tracked, self.billing.lookback)
+        for backfill in (False, True):
+            while (sweep := charges.backfill if backfill else charges.sweep) is not None:
+                slice_read = self._slice(sweep, deadline, budget)
+                if slice_read is None:  # out of budget, or failed: a shorter slice next time
+                    if backfill:
+                        return replace(charges, backfill=shrink(sweep)), 0
+                    return replace(charges, sweep=shrink(sweep)), 1
+                logs, malformed = slice_read
+                charges = apply_slice(charges, backfill, logs, malformed, started, self.billing)
+        return charges, 0
+
+    def _slice(
+        self, sweep: Sweep, deadline: float, budget: Budget
+    ) -> tuple[list[VideoLog], list[str | None]] | None:
+        """Every log of the sweep's next slice, or None when its pages did not all fit or failed."""
+        start, end = sweep.next_slice()
+        logs: list[VideoLog] = []
+        malformed: list[str | None] = []
+        pages = self.client.list_logs(deadline, iso(start - 1), iso(end))
+        try:
+            while budget.left() > 0:
+                try:
+                    page, bad = next(pages)
+                except StopIteration:
+                    return logs, malformed
+                logs.extend(page)
+                malformed.extend(bad)
+        except ApiError as exc:
+            log.warning("space %s: reading the video logs failed (%s): %s", self.name, exc.reason, exc)
+        return None
