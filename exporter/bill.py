@@ -180,8 +180,8 @@ def with_charges(bill: Bill, since: float, now: float, billing: Billing) -> Bill
     month = period_start("month", now, billing.timezone)
     backfill = None
     if since - TIMESTAMP_RESOLUTION > month:
-        floor = month - BACKFILL_MARGIN
-        backfill = Sweep(floor, math.floor(since) + TIMESTAMP_RESOLUTION, since - floor)
+        floor, until = month - BACKFILL_MARGIN, math.floor(since) + TIMESTAMP_RESOLUTION
+        backfill = Sweep(floor, until, until - floor)
     ledger = Ledger(month_key(now, billing.timezone), since)
     return replace(bill, charges=Charges(since, ledger, backfill=backfill))
 
@@ -286,8 +286,9 @@ def _advance(sweep: Sweep, start: float) -> Sweep | None:
 class _Pass:
     """Mutable working copy of :class:`Charges` while one slice is applied."""
 
-    def __init__(self, charges: Charges, billing: Billing) -> None:
+    def __init__(self, charges: Charges, billing: Billing, latest: float) -> None:
         self.c, self.billing = charges, billing
+        self.latest = latest  # remembered as the creation time of a log without one: the slice's end
         self.ledger = charges.ledger
         self.dollars = {kind: dict(d) for kind, d in charges.dollars.items()}
         self.logs, self.skipped = dict(charges.logs), dict(charges.skipped)
@@ -315,7 +316,7 @@ class _Pass:
         ended = log.ended_ts
         if lid in self.open or (ended is not None and ended > self.c.since - TIMESTAMP_RESOLUTION):
             self.open.pop(lid, None)
-            self.counted[lid] = created
+            self.counted[lid] = created if log.created_at is not None else self.latest
             self.count(log, ended)
         elif backfill and ended is not None and log.invalid_reason() is None and log.charge:
             self.ledger = _book(self.ledger, ended, log.charge, self.billing.timezone)
@@ -354,7 +355,7 @@ def apply_slice(
     sweep = charges.backfill if backfill else charges.sweep
     assert sweep is not None
     start, end = sweep.next_slice()
-    work = _Pass(charges, billing)
+    work = _Pass(charges, billing, end)
     seen: set[str] = set()
     for log in logs:
         created = log.created_ts
@@ -362,12 +363,13 @@ def apply_slice(
             continue  # outside the slice: the API's filter may include its bounds
         seen.add(log.id)
         work.take(log, start if created is None else created, backfill)
-    for lid in malformed:
-        if lid is not None and lid in work.counted:
+    for lid in malformed:  # skipped once per id; a log in progress stays watched
+        if lid is not None and (lid in work.counted or lid in work.open):
+            seen.add(lid)
             continue
         if lid is not None:
             seen.add(lid)
-            work.counted[lid] = start
+            work.counted[lid] = end
         if not backfill:
             work.skipped["malformed"] = work.skipped.get("malformed", 0) + 1
     for lid, created in list(work.open.items()):  # in the slice, not listed: deleted
