@@ -25,6 +25,8 @@ DASHBOARD = ROOT / "helm" / "signalwire-video-exporter" / "files" / "dashboard.j
 # Substitutions for the Grafana variables the panels use (short ranges: the test runs for seconds).
 VARIABLES = {"$__rate_interval": "30s", "${space}": "demo", "$space": "demo"}
 STOPPED_JOB = "stopped-exporter"  # scrape job of the exporter that the exporter-down test stops
+SPACE_SELECTED = re.compile(r'signalwire_video_\w+\{space=~"\$space"[,}]')
+UNSELECTED_FAMILY = re.compile(r'signalwire_video_\w+(?!\w|\{space=~"\$space"[,}])')
 
 
 def _dashboard() -> dict[str, Any]:
@@ -63,8 +65,9 @@ def test_dashboard_structure() -> None:
         if panel["type"] == "row":
             continue
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel["title"]
-        for target in panel["targets"]:
-            assert '{space=~"$space"}' in target["expr"], panel["title"]
+        for target in panel["targets"]:  # every family of the exporter, selected by space first
+            assert SPACE_SELECTED.search(target["expr"]), panel["title"]
+            assert not UNSELECTED_FAMILY.search(target["expr"]), panel["title"]
     exprs = " ".join(expr for _, expr in _targets(dash))
     for needed in (
         "signalwire_video_room_sessions_active{",
@@ -88,11 +91,20 @@ def test_dashboard_structure() -> None:
         "signalwire_video_recording_cost_dollars_total{",
         "signalwire_video_recordings_pending{",
         "signalwire_video_recordings_skipped_total{",
+        "signalwire_video_cost_period_dollars{",
+        "signalwire_video_cost_period_complete{",
+        "signalwire_video_budget_dollars{",
+        "signalwire_video_cost_month_projected_dollars{",
+        "signalwire_video_charges_dollars_total{",
+        "signalwire_video_charged_logs_total{",
+        "signalwire_video_cost_mismatches_total{",
+        "signalwire_video_cost_mismatch_dollars_total{",
+        "signalwire_video_logs_skipped_total{",
     ):
         assert needed in exprs, needed
     assert re.search(r"\[1d\]", exprs) and re.search(r"\[1h\]", exprs)  # cost per day and per hour
     rows = [panel["title"] for panel in dash["panels"] if panel["type"] == "row"]
-    assert rows[-2:] == ["People", "Recordings"]
+    assert rows[-3:] == ["People", "Recordings", "Bill"]
 
 
 def test_panels_tile_the_grid_without_overlapping() -> None:
@@ -106,7 +118,7 @@ def test_panels_tile_the_grid_without_overlapping() -> None:
                 taken[(x, y)] = panel["title"]
 
 
-# families published only with an option on, and the option a panel that reads them names when empty
+# families published only with an option on (by name prefix), and the option their panels name
 OPTIONS = {
     "signalwire_video_members_active": "members.live",
     "signalwire_video_room_session_members": "members.enabled",
@@ -114,16 +126,29 @@ OPTIONS = {
     "signalwire_video_room_session_capacity_utilization_ratio": "members.enabled",
     "signalwire_video_member_seconds_total": "members.enabled",
     "signalwire_video_recording": "recordings.enabled",
+    "signalwire_video_charge": "charges.enabled",
+    "signalwire_video_cost_mismatch": "charges.enabled",
+    "signalwire_video_logs_skipped": "charges.enabled",
+    "signalwire_video_budget_dollars": "spaces[].budget.monthly",
 }
+OPTION_NAME = re.compile(r"(?:members|recordings|charges)\.\w+|spaces\[\]\.budget\.\w+")
+
+
+def _options(expr: str) -> set[str]:
+    families = re.findall(r"signalwire_video_\w+", expr)
+    return {option for prefix, option in OPTIONS.items() for f in families if f.startswith(prefix)}
 
 
 def test_panels_of_opt_in_families_say_which_option_they_need() -> None:
+    """The description names every option a query needs. A panel is empty ("No data") only when all
+    of its queries are: then "noValue" names exactly the options they need, else none."""
     for panel in _dashboard()["panels"]:
-        exprs = " ".join(target["expr"] for target in panel.get("targets", []))
-        families = re.findall(r"signalwire_video_\w+", exprs)
-        needed = {option for prefix, option in OPTIONS.items() for f in families if f.startswith(prefix)}
+        needs = [_options(target["expr"]) for target in panel.get("targets", [])]
+        named = set(OPTION_NAME.findall(panel.get("description", "")))
+        assert set().union(*needs) <= named, panel["title"]
+        empty_without = set().union(*needs) if needs and all(needs) else set()
         no_value = panel.get("fieldConfig", {}).get("defaults", {}).get("noValue", "")
-        assert needed == set(re.findall(r"(?:members|recordings)\.\w+", no_value)), panel["title"]
+        assert empty_without == set(OPTION_NAME.findall(no_value)), panel["title"]
 
 
 def _free_port() -> int:
@@ -219,8 +244,11 @@ def prometheus(stack: Stack) -> str:
     return stack.url
 
 
-def query(url: str, expr: str) -> list[dict[str, Any]]:
-    response = httpx.get(f"{url}/api/v1/query", params={"query": expr}, timeout=10)
+def query(url: str, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+    params: dict[str, str | float] = {"query": expr}
+    if at is not None:
+        params["time"] = at
+    response = httpx.get(f"{url}/api/v1/query", params=params, timeout=10)
     body = response.json()
     assert response.status_code == 200 and body["status"] == "success", (expr, body)
     return body["data"]["result"]  # type: ignore[no-any-return]
@@ -270,11 +298,13 @@ MOVING = {
 }
 
 
-def test_people_and_recordings_panels_show_the_demo_moving(prometheus: str) -> None:
-    """Series alone could be all 0 (or NaN): each panel's query shows a positive value at some point
-    while the demo runs. Counters per hour move only when sessions end after the first scrape."""
-    targets = [(title, expr) for title, expr in _targets(_dashboard()) if title.rsplit(" [", 1)[0] in MOVING]
-    assert {title.rsplit(" [", 1)[0] for title, _ in targets} == MOVING
+def _wait_until_positive(prometheus: str, names: set[str], what: str) -> None:
+    """Series alone could be all 0 (or NaN): each query named (``title [refId]``, or a title: all of
+    the panel's queries) shows a positive value at some point while the demo runs."""
+    targets = [
+        (name, expr) for name, expr in _targets(_dashboard()) if {name, name.rsplit(" [", 1)[0]} & names
+    ]
+    assert {title for name, _ in targets for title in (name, name.rsplit(" [", 1)[0])} >= names
     still_zero = dict(targets)
 
     def all_seen_positive() -> bool:
@@ -285,9 +315,69 @@ def test_people_and_recordings_panels_show_the_demo_moving(prometheus: str) -> N
         return not still_zero
 
     try:
-        _wait(all_seen_positive, 180, "the demo's members and recordings")
+        _wait(all_seen_positive, 180, what)
     except AssertionError:
         raise AssertionError(f"never above 0: {sorted(still_zero)}") from None
+
+
+def test_people_and_recordings_panels_show_the_demo_moving(prometheus: str) -> None:
+    """Counters per hour move only when sessions end after the first scrape."""
+    _wait_until_positive(prometheus, MOVING, "the demo's members and recordings")
+
+
+# panels of the Bill row the demo must show above 0: its sessions cost, their video logs are charged
+# (split into descriptions) and its space has a monthly budget; mismatches (1 session in 50) may not come
+BILL_MOVING = {
+    "Month to date",
+    "Projected month",
+    "Budget used",
+    "Projected budget use",
+    "Month to date, projection and budget",
+    "Day and month by source",
+    "Charges per hour by description",
+    "Video logs per hour [A]",  # charged; [B], skipped, stays at 0
+}
+DEMO_BUDGET = 100.0  # dollars a month (exporter/cli.py)
+
+
+def test_bill_panels_show_the_demo_spending(prometheus: str) -> None:
+    """The month to date is the charges figure (preferred over the sessions one, which the demo has
+    too) and the budget panels divide it and the projection by the budget; several descriptions are
+    charged; the charges figures are complete (the demo's logs are read back to the month's start)."""
+    _wait_until_positive(prometheus, BILL_MOVING, "the demo's bill")
+    panels = {title: substitute(expr) for title, expr in _targets(_dashboard())}
+
+    def descriptions_charged() -> set[str]:
+        result = query(prometheus, panels["Charges per hour by description [A]"])
+        return {series["metric"]["description"] for series in result if float(series["value"][1]) > 0}
+
+    _wait(lambda: len(descriptions_charged()) >= 3, 180, "three charge descriptions")
+
+    # every query at the time of the latest scrape, whose samples are all stored
+    at = float(query(prometheus, 'timestamp(signalwire_video_up{space="demo"})')[0]["value"][1])
+
+    def values(title: str, *labels: str) -> dict[tuple[str, ...], float]:
+        """The panel query's values by the values of ``labels``."""
+        return {
+            tuple(series["metric"][label] for label in labels): float(series["value"][1])
+            for series in query(prometheus, panels[title], at)
+        }
+
+    (month_to_date,) = values("Month to date [A]").values()
+    (projected,) = values("Projected month [A]").values()
+    assert 0 < month_to_date <= projected
+    mtd = values("Month to date, projection and budget [A]", "space", "source")
+    assert mtd == {("demo", "charges"): month_to_date}
+    assert values("Month to date, projection and budget [B]", "space") == {("demo",): projected}
+    assert values("Month to date, projection and budget [C]", "space") == {("demo",): DEMO_BUDGET}
+    (used,) = values("Budget used [A]", "space").values()
+    (projected_use,) = values("Projected budget use [A]", "space").values()
+    assert (used, projected_use) == pytest.approx((month_to_date / DEMO_BUDGET, projected / DEMO_BUDGET))
+    by_source = values("Day and month by source [A]", "space", "period", "source")
+    assert by_source.keys() == {("demo", p, s) for p in ("day", "month") for s in ("sessions", "charges")}
+    assert by_source["demo", "month", "charges"] == month_to_date
+    complete = values("Figures complete [A]", "space", "period", "source")
+    assert complete["demo", "day", "charges"] == complete["demo", "month", "charges"] == 1
 
 
 def _exporter_up_panels() -> dict[str, str]:
