@@ -21,14 +21,18 @@ throughput under 20 scraping clients while polls run (default labels, and per-ro
 with the poll wall time without and with scrapers. The same workloads go through the comparison
 baseline ``bench/naive_exporter.py``, and the report gives the ratios.
 
-    python bench/perf.py                  # full run: 1k, 10k, 100k, realistic (about 15 minutes on 2 cores)
+    python bench/perf.py                  # full run: 1k, 10k, 100k, realistic (about 30 minutes on 2 cores)
     python bench/perf.py --quick          # smoke run: 1k and 5k, few polls (about 3 minutes)
-    python bench/perf.py --requests-only  # sections 1 and 1b only, 0 ms latency (about 7 minutes)
+    python bench/perf.py --requests-only  # sections 1, 1b and 1c only, 0 ms latency (about 13 minutes)
     python bench/perf.py --people-only    # section 1b only: members and recordings (about 3 minutes)
+    python bench/perf.py --charges-only   # section 1c only: charges.enabled (about 6 minutes)
 
 Section 1b counts the requests per poll with members and recordings on (issue 14), on the
 realistic workload and at 100 and 1,000 sessions an hour (30-minute sessions on average, at
 random), the simulated sessions having members and recordings (``people`` in ``Workload``).
+Section 1c counts them with ``charges.enabled`` (issue 15) on the same workloads in steady state,
+and the backfill of a first start mid-month: 1,000 sessions an hour since the day before the
+month began, on a simulated clock, polled until the month is read back.
 
 The report (markdown) goes to stdout, progress to stderr. Benchmark only: run by hand, never
 part of the test suite; nothing here asserts on timings.
@@ -56,6 +60,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -70,6 +75,7 @@ from sim_process import Endpoint, Floor, Order, SimProcess, Workload  # noqa: E4
 
 import exporter.api  # noqa: E402
 import exporter.poller  # noqa: E402
+from exporter.bill import BACKFILL_MARGIN, figures  # noqa: E402
 from exporter.config import PollConfig, parse_config  # noqa: E402
 from exporter.poller import SpacePoller  # noqa: E402
 from exporter.snapshot import Snapshots  # noqa: E402
@@ -86,6 +92,11 @@ PEOPLE_OPTIONS = {  # section 1b: configurations of members and recordings (issu
     "recordings.enabled": {"recordings": {"enabled": True}},
     "both + members.live": {"members": {"enabled": True, "live": True}, "recordings": {"enabled": True}},
 }
+CHARGES_INTERVALS = {"5m (default)": 300.0, f"{INTERVAL:g}s (every poll, as --demo)": INTERVAL}  # section 1c
+DAY = 86400.0
+BACKFILL_PER_HOUR = 1000  # sessions an hour of the month read back at a first start (section 1c)
+BACKFILL_SETTINGS = ((500, 0.0), (100, 0.0), (500, 0.05))  # (poll.max_requests, API latency)
+BACKFILL_POLLS_MAX = 60
 SCRAPERS = 20
 PACE = 1.0  # seconds between two scrapes of one paced client
 PROMETHEUS_ACCEPT = (
@@ -253,17 +264,25 @@ def workload(size: int, order: Order) -> Workload:
     return Workload(size, order, CHURN, INTERVAL, history=LOOKBACK / INTERVAL)
 
 
-def people_workloads() -> dict[str, Workload]:
-    """Section 1b's workloads, their sessions with members and recordings: the realistic one, and
-    100 and 1,000 sessions an hour lasting 30 minutes on average (50 and 500 in progress)."""
+def hourly(per_hour: int, history: float = LOOKBACK / INTERVAL) -> Workload:
+    """``per_hour`` sessions an hour lasting 30 minutes on average, at random; ``history``: intervals
+    of completed sessions made at setup beyond their lifetimes."""
+    return Workload(per_hour // 2, "random", per_hour * INTERVAL / 3600, INTERVAL, history=history)
+
+
+def hourly_workloads() -> dict[str, Workload]:
+    """Sections 1b and 1c's workloads: the realistic one, and 100 and 1,000 sessions an hour
+    lasting 30 minutes on average (50 and 500 in progress)."""
     realistic = workload(REALISTIC, "realistic")
     works = {f"{REALISTIC:,} realistic, {realistic.churn * 3600 / INTERVAL:,g}/h": realistic}
-    for active, per_hour in ((50, 100), (500, 1000)):
-        churn = per_hour * INTERVAL / 3600
-        works[f"{active:,} random, {per_hour:,}/h"] = Workload(
-            active, "random", churn, INTERVAL, history=LOOKBACK / INTERVAL
-        )
-    return {name: replace(work, people=True) for name, work in works.items()}
+    for per_hour in (100, 1000):
+        works[f"{per_hour // 2:,} random, {per_hour:,}/h"] = hourly(per_hour)
+    return works
+
+
+def people_workloads() -> dict[str, Workload]:
+    """Section 1b's workloads, their sessions with members and recordings."""
+    return {name: replace(work, people=True) for name, work in hourly_workloads().items()}
 
 
 def run_polls(
@@ -503,10 +522,21 @@ def scrape_phases(target: Exporter, seconds: float, interval: float) -> list[Pha
 
 
 @dataclass
+class Backfill:
+    """The polls of a first start mid-month with ``charges.enabled``, until the month is read back."""
+
+    polls: Polls
+    complete: bool  # the month's charges figure is complete after them
+    least: int  # pages of the logs created in the month (and the day before it)
+
+
+@dataclass
 class Report:
     args: argparse.Namespace
     polls: dict[tuple[int, Order], dict[tuple[str, float], Polls]] = field(default_factory=dict)
     people: dict[tuple[str, str], Polls] = field(default_factory=dict)  # (workload, configuration)
+    charges: dict[tuple[str, str], Polls] = field(default_factory=dict)  # (workload, charges.interval)
+    backfill: dict[str, Backfill] = field(default_factory=dict)  # by setting
     rss: dict[tuple[int, str], float] = field(default_factory=dict)
     multi: dict[str, Any] = field(default_factory=dict)
     scrapes: dict[tuple[str, bool], tuple[int, list[Phase], float]] = field(default_factory=dict)
@@ -521,14 +551,18 @@ def run(args: argparse.Namespace) -> Report:
     report = Report(args)
     sim = SimProcess()
     try:
-        for size in () if args.people_only else args.sizes:
+        for size in () if args.only else args.sizes:
             for order in ("fifo", "random"):
                 measure_polls(report, sim, size, order)
             if not args.requests_only:
                 run_processes(report, sim, size)
-        if not args.people_only:
+        if not args.only:
             measure_polls(report, sim, REALISTIC, "realistic")
-        measure_people(report, sim)
+        if args.only != "charges":
+            measure_people(report, sim)
+        if args.only != "people":
+            measure_charges(report, sim)
+            measure_backfill(report, sim)
         if args.requests_only:
             return report
         log(f"3 spaces of {args.multi_size:,} sessions each, 50 ms latency")
@@ -560,17 +594,70 @@ def measure_people(report: Report, sim: SimProcess) -> None:
     for name, work in people_workloads().items():
         for option, document in PEOPLE_OPTIONS.items():
             log(f"{name}, {option}: {args.people_polls} polls after {args.people_warmup} warm-up polls")
-            [endpoint], now = sim.setup(work)
-            driver = PollDriver(sim, endpoint, now, False, work.order, document)
-            driver.poll()  # the first poll: everything is new
-            for _ in range(args.people_warmup):
-                driver.now = sim.step()
-                driver.poll()
-            polls = report.people[name, option] = Polls()
-            for _ in range(args.people_polls):
-                driver.now = sim.step()
-                driver.measure(polls, sim.floor(PAGE_SIZE)[0])
-            driver.close()
+            report.people[name, option] = steady_polls(
+                sim, work, document, args.people_polls, args.people_warmup
+            )
+
+
+def measure_charges(report: Report, sim: SimProcess) -> None:
+    """Section 1c: the exporter's steady-state polls with ``charges.enabled``, at 0 ms latency; the
+    warm-up polls hold the first start's reads (a backfill of the short history, the first sweep)."""
+    args = report.args
+    for name, work in hourly_workloads().items():
+        for setting, interval in CHARGES_INTERVALS.items():
+            log(f"{name}, {setting}: {args.charges_polls} polls after {args.charges_warmup} warm-up polls")
+            document = {"charges": {"enabled": True, "interval": interval}}
+            polls = steady_polls(sim, work, document, args.charges_polls, args.charges_warmup)
+            report.charges[name, setting] = polls
+
+
+def steady_polls(sim: SimProcess, work: Workload, options: dict[str, Any], polls: int, warmup: int) -> Polls:
+    """``polls`` measured polls of a fresh copy of ``work`` with ``options``, after the first poll
+    (everything is new) and ``warmup`` more."""
+    [endpoint], now = sim.setup(work)
+    driver = PollDriver(sim, endpoint, now, False, work.order, options)
+    driver.poll()
+    for _ in range(warmup):
+        driver.now = sim.step()
+        driver.poll()
+    measured = Polls()
+    for _ in range(polls):
+        driver.now = sim.step()
+        driver.measure(measured, sim.floor(PAGE_SIZE)[0])
+    driver.close()
+    return measured
+
+
+def measure_backfill(report: Report, sim: SimProcess) -> None:
+    """Section 1c, first start: ``BACKFILL_PER_HOUR`` sessions an hour since the day before the
+    month began, the exporter's first poll ``args.backfill_days`` into the month; its polls until
+    the month is read back, at each setting of (``poll.max_requests``, API latency)."""
+    days = report.args.backfill_days
+    month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+    start = month + days * DAY
+    work = hourly(BACKFILL_PER_HOUR, history=(start - month + BACKFILL_MARGIN) / INTERVAL)
+    least = math.ceil((days * DAY + BACKFILL_MARGIN) / 3600 * BACKFILL_PER_HOUR / PAGE_SIZE)
+    for max_requests, latency in BACKFILL_SETTINGS:
+        setting = f"max_requests {max_requests}, {latency * 1000:g} ms"
+        log(f"first start {days:g} days into the month, {BACKFILL_PER_HOUR:,}/h, {setting}")
+        [endpoint], now = sim.setup(work, start=start)
+        sim.latency(latency)
+        poll = {"interval": INTERVAL, "lookback": LOOKBACK, "max_requests": max_requests}
+        driver = PollDriver(
+            sim, endpoint, now, False, work.order, {"poll": poll, "charges": {"enabled": True}}
+        )
+        polls = Polls()
+        while True:
+            driver.measure(polls, sim.floor(PAGE_SIZE)[0])
+            bill = driver.poller.accounting.bill
+            assert bill is not None and bill.charges is not None
+            if bill.charges.backfill is None or len(polls.requests) == BACKFILL_POLLS_MAX:
+                break
+            driver.now = sim.step()
+        complete = figures(bill.charges.ledger, driver.now, "UTC").periods["month"][1]
+        report.backfill[setting] = Backfill(polls, complete, least)
+        driver.close()
+    sim.latency(0.0)
 
 
 def run_processes(report: Report, sim: SimProcess, size: int) -> None:
@@ -690,6 +777,8 @@ def print_report(report: Report) -> None:
         out.append(table(head, rows_requests()) + "\n")
     if report.people:
         out.append(people_section(report))
+    if report.charges or report.backfill:
+        out.append(charges_section(report))
     if not args.requests_only:
         out += measured_sections(report)
     if report.polls:
@@ -726,6 +815,74 @@ def people_section(report: Report) -> str:
     head = ["workload", "configuration", "requests per poll (median)", "by kind (median)"]
     head += ["members + recordings per hour", "deferred per poll (median)", "failed polls"]
     return intro + "\n" + table(head, rows()) + "\n"
+
+
+def charges_section(report: Report) -> str:
+    """Section 1c: requests with ``charges.enabled`` (issue 15), steady state and first start."""
+    args = report.args
+    intro = (
+        "### 1c. Requests with charges.enabled (video logs)\n\n"
+        "The exporter in this process at 0 ms latency with `charges.enabled`, one log per session; "
+        f"poll.max_requests {PollConfig().max_requests} and page_size {PAGE_SIZE} (the defaults). "
+        f"{args.charges_polls} measured polls per row after {args.charges_warmup} warm-up polls, which "
+        "hold the first start's reads (a backfill of the simulated history, the first sweep back to "
+        "the oldest session in progress). A sweep reads the logs created since the oldest one still "
+        "in progress, so its pages grow with that session's age. Per sweep: the `logs` requests "
+        "of the polls that read the logs (median, min-max). Per hour: the mean `logs` requests per "
+        "poll, times the polls in an hour.\n"
+    )
+
+    def rows() -> Iterator[list[str]]:
+        for (name, setting), p in report.charges.items():
+            sweeps: list[float] = [c["logs"] for c in p.requests if c["logs"]]
+            spread = (
+                f"{median(sweeps):,g} ({min(sweeps):g}-{max(sweeps):g}) x {len(sweeps)}" if sweeps else "none"
+            )
+            yield [
+                name,
+                setting,
+                f"{p.total_requests:,g} / {max(sum(c.values()) for c in p.requests):,}",
+                p.kinds(),
+                spread,
+                f"{p.per_hour('logs'):,.0f}",
+                p.kinds(p.deferred) or "none",
+                str(p.failed),
+            ]
+
+    head = ["workload", "charges.interval", "requests per poll (median / max)", "by kind (median)"]
+    head += ["logs per sweep (median, range) x sweeps", "logs per hour", "deferred per poll", "failed polls"]
+    out = intro + "\n" + table(head, rows()) + "\n"
+    if not report.backfill:
+        return out
+    days, work = args.backfill_days, hourly(BACKFILL_PER_HOUR)
+    least = next(iter(report.backfill.values())).least
+    out += (
+        f"\nFirst start {days:g} days into the month (00:00 UTC), no state file: "
+        f"{BACKFILL_PER_HOUR:,} sessions an hour ({work.active:,} in progress), one log each; the "
+        f"backfill reads the month and the day before it, {days:g} + 1 days of logs, "
+        f"{least:,} pages at the least. The polls (every {INTERVAL:g} s "
+        "of simulated time) from the first until the month is read back; a poll's optional work stops "
+        f"{min(PollConfig().timeout, INTERVAL / 4):g} s before its interval ends, so the API's latency "
+        "bounds it too.\n\n"
+    )
+
+    def rows_backfill() -> Iterator[list[str]]:
+        for setting, b in report.backfill.items():
+            p = b.polls
+            yield [
+                setting,
+                str(len(p.requests)),
+                f"{sum(c['logs'] for c in p.requests):,}",
+                f"{sum(sum(c.values()) for c in p.requests):,}",
+                ", ".join(str(c["logs"]) for c in p.requests),
+                fmt(max(p.wall), 1),
+                "yes" if b.complete else "**no**",
+                str(p.failed),
+            ]
+
+    head = ["setting", "polls", "logs requests", "all requests", "logs requests by poll", "longest poll (s)"]
+    head += ["month figure complete", "failed polls"]
+    return out + table(head, rows_backfill()) + "\n"
 
 
 def measured_sections(report: Report) -> list[str]:
@@ -902,7 +1059,7 @@ def notes(report: Report) -> str:
     lines.append(
         "- Request kinds: `in-progress` and `completed` are pages of those listings, `room` a page of "
         "one room's completed listing, `get` one session by id, `members` and `recordings` a page of "
-        "one session's members or recordings."
+        "one session's members or recordings, `logs` a page of the video logs."
     )
     lines.append(
         "- Floor (issue 13), computed at every poll from the simulator's completed listing (newest "
@@ -969,8 +1126,15 @@ def main() -> int:
         "--people-only", action="store_true", help="only section 1b: requests with members and recordings"
     )
     parser.add_argument("--people-polls", type=int, help="measured polls per row of section 1b (default 40)")
+    parser.add_argument(
+        "--charges-only", action="store_true", help="only section 1c: requests with charges.enabled"
+    )
     args = parser.parse_args()
-    args.requests_only = args.requests_only or args.people_only
+    args.only = "people" if args.people_only else "charges" if args.charges_only else None
+    args.requests_only = args.requests_only or bool(args.only)
+    args.charges_polls = 20 if args.quick else 60  # 2 and 6 sweeps at charges.interval 5m
+    args.charges_warmup = 11  # the first start's reads, and the first sweep after them
+    args.backfill_days = 2.0 if args.quick else 15.0
     args.people_polls = args.people_polls or (10 if args.quick else 40)
     args.people_warmup = 3 if args.quick else 10
     args.sizes = args.sizes or ([1000, 5000] if args.quick else [1000, 10_000, 100_000])

@@ -264,10 +264,12 @@ class _Child:
     def clock(self) -> float:
         return time.time() if self.virtual is None else self.virtual
 
-    def setup(self, work: Workload, spaces: int, virtual: bool) -> tuple[list[Endpoint], float]:
+    def setup(
+        self, work: Workload, spaces: int, virtual: bool, start: float | None
+    ) -> tuple[list[Endpoint], float]:
         self.close()
         gc.collect()
-        now = time.time()
+        now = time.time() if start is None else start
         self.virtual = now if virtual else None
         self.spaces = [_Space(i, work, self.clock, now) for i in range(spaces)]
         gc.freeze()  # the population is long-lived: keep it out of every collection
@@ -354,10 +356,11 @@ class SimProcess:
         return self._conn.recv()
 
     def setup(
-        self, work: Workload, spaces: int = 1, virtual: bool = True
+        self, work: Workload, spaces: int = 1, virtual: bool = True, start: float | None = None
     ) -> tuple[list[tuple[str, str, str]], float]:
-        """Fresh spaces in steady state; returns [(base_url, project_id, token)] and the start time."""
-        result: tuple[list[tuple[str, str, str]], float] = self._call("setup", work, spaces, virtual)
+        """Fresh spaces in steady state at ``start`` (simulated time; default now); returns
+        [(base_url, project_id, token)] and the start time."""
+        result: tuple[list[tuple[str, str, str]], float] = self._call("setup", work, spaces, virtual, start)
         return result
 
     def step(self) -> float:
