@@ -36,7 +36,7 @@ from .snapshot import OTHER_ROOM, UNKNOWN
 
 BACKFILL_MARGIN = 86400.0  # a log created this long before the month began may be completed in it
 RECONCILE_WINDOW = 86400.0  # a session and its log that are not both counted within it are not compared
-MIN_SLICE = 60.0  # seconds of creation time: the smallest slice a sweep reads
+MIN_SLICE = TIMESTAMP_RESOLUTION  # the smallest slice a sweep reads: one second of creation times
 PROJECTION_DAYS = 7  # the spend rate of the projection: the current day and the six before it
 DETAIL_SLACK = 0.00005  # dollars: half the API's 4-decimal resolution
 
@@ -83,11 +83,13 @@ class Charged(msgspec.Struct, frozen=True, array_like=True):
 
 
 class Sweep(msgspec.Struct, frozen=True, array_like=True):
-    """Logs created in [floor, until) are still to be read, in slices of ``span`` seconds."""
+    """Logs created in [floor, until) are still to be read, in slices of ``span`` seconds; a forward
+    sweep began at ``began`` (what the next one reads from, less the lookback)."""
 
     floor: float
     until: float
     span: float
+    began: float = 0.0
 
     def next_slice(self) -> tuple[float, float]:
         return max(self.floor, self.until - self.span), self.until
@@ -268,7 +270,7 @@ def start_sweep(charges: Charges, started: float, tracked: Iterable[float], look
         floor = min(floor, *tracked, floor)
     floor = math.floor(min(floor, *charges.open.values(), floor))
     until = math.floor(started) + TIMESTAMP_RESOLUTION
-    return replace(charges, sweep=Sweep(floor, until, until - floor))
+    return replace(charges, sweep=Sweep(floor, until, until - floor, started))
 
 
 def shrink(sweep: Sweep) -> Sweep:
@@ -280,7 +282,7 @@ def _advance(sweep: Sweep, start: float) -> Sweep | None:
     """The sweep after its slice from ``start`` was read whole; None when that was its last."""
     if start <= sweep.floor:
         return None
-    return Sweep(sweep.floor, start, sweep.span * 2)
+    return replace(sweep, until=start, span=sweep.span * 2)
 
 
 class _Pass:
@@ -400,8 +402,8 @@ def apply_slice(
 def _finish(charges: Charges, sweep: Sweep, lookback: float) -> Charges:
     """``charges`` after a whole forward sweep: its dedupe memory bounded by what a later sweep
     (or the backfill) can still list again."""
-    read = sweep.until - TIMESTAMP_RESOLUTION
-    floor = min(read - lookback, *charges.open.values(), read)
+    read = sweep.began
+    floor: float = math.floor(min(read - lookback, *charges.open.values(), read))  # as start_sweep's
     if charges.backfill is not None:
         floor = min(floor, charges.backfill.floor)
     counted = {lid: created for lid, created in charges.counted.items() if created >= floor}

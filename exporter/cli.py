@@ -199,9 +199,8 @@ def build_exposition(
     """What ``/metrics`` serves (with process metrics when ``fresh``) and ``--once`` prints;
     ``clock`` tells the current day and month."""
     collector = SessionCollector(snapshots, config, clock)
-    return Exposition(
-        snapshots, collector, (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR) if fresh else ()
-    )
+    fresh_collectors = (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR) if fresh else ()
+    return Exposition(snapshots, collector, fresh_collectors, epoch=collector.day)
 
 
 def run_once(config: Config, counting_start: float | None = None) -> int:

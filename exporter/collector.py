@@ -22,7 +22,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from . import BUILD_LABELS, build_info
-from .bill import Charges, Ledger, figures
+from .bill import Charges, Ledger, figures, period_start
 from .config import Config
 from .snapshot import (
     CHARGE_TYPES,
@@ -64,6 +64,10 @@ class SessionCollector(Collector):
         self.snapshots, self.config, self.clock = snapshots, config, clock
         self.buckets, self.rooms_enabled = config.duration_buckets, config.rooms_enabled
         self.budgets = {s.name: s.budget_monthly for s in config.spaces if s.budget_monthly is not None}
+
+    def day(self) -> float:
+        """Start of the current day in billing.timezone: the day and month figures change with it."""
+        return period_start("day", self.clock(), self.config.billing.timezone)
 
     def collect(self) -> Iterator[Metric]:
         spaces = sorted(self.snapshots.current.values(), key=lambda s: s.name)
@@ -322,17 +326,24 @@ class SessionCollector(Collector):
             "Completed video logs left out of the counters, by reason.",
             labels=["space", "reason"],
         )
+        read = GaugeMetricFamily(
+            P + "charges_read_timestamp_seconds",
+            "Start of the latest finished read of the video logs: the charges cover what completed before.",
+            labels=["space"],
+        )
         for s in spaces:  # at 0 before the first poll; descriptions as they come
             charges = (s.bill.charges if s.bill is not None else None) or EMPTY_CHARGES
             for kind in CHARGE_TYPES:
                 logs.add_metric([s.name, kind], charges.logs.get(kind, 0))
                 for description, value in sorted(charges.dollars.get(kind, {}).items()):
                     dollars.add_metric([s.name, kind, description], value)
+            if charges.read is not None:
+                read.add_metric([s.name], charges.read)
             mismatches.add_metric([s.name], charges.mismatches)
             mismatch_dollars.add_metric([s.name], charges.mismatch_dollars)
             for reason in LOG_SKIP_REASONS:
                 skipped.add_metric([s.name, reason], charges.skipped.get(reason, 0))
-        yield from (dollars, logs, mismatches, mismatch_dollars, skipped)
+        yield from (dollars, logs, mismatches, mismatch_dollars, skipped, read)
 
     def _health(self, spaces: list[SpaceSnapshot]) -> Iterator[Metric]:
         up = GaugeMetricFamily(P + "up", "1 if the latest poll of the space succeeded.", labels=["space"])

@@ -187,17 +187,32 @@ def test_a_forward_sweep_reaches_back_to_open_logs_and_prunes_what_it_cannot_lis
     since = ts("2026-11-18T10:00:00+00:00")
     charges = Charges(since, Ledger("2026-11", since))
     charges = start_sweep(charges, since + 30, [since - 500.0], 60.0)
-    assert charges.sweep == Sweep(since - 500, since + 31, 531.0)  # first: the oldest session in progress
+    assert charges.sweep == Sweep(
+        since - 500, since + 31, 531.0, since + 30
+    )  # first: the oldest session in progress
     done = apply_slice(
         charges, False, [video_log("a", "2026-11-18T09:59:50Z", "2026-11-18T10:00:10Z")], [], 0, BILLING
     )
     assert done.sweep is None and done.read == since + 30
     later = start_sweep(replace_open(done, {"o": since - 1000}), since + 400, [since - 9999], 60.0)
-    assert later.sweep == Sweep(since - 1000, since + 401, 1401.0)
+    assert later.sweep == Sweep(since - 1000, since + 401, 1401.0, since + 400)
     pruned = apply_slice(replace_open(later, {}), False, [], [], 0, BILLING)
     assert done.counted == {"a": since - 10}  # kept while a sweep from read - lookback lists it
     assert pruned.counted == {}  # not once no later sweep can reach it
-    assert shrink(Sweep(0.0, 1000.0, 100.0)) == Sweep(0.0, 1000.0, MIN_SLICE)
+    assert shrink(Sweep(0.0, 1000.0, 100.0)) == Sweep(0.0, 1000.0, 50.0)
+    assert shrink(Sweep(0.0, 1000.0, 1.5)) == Sweep(0.0, 1000.0, MIN_SLICE)
+
+
+def test_a_sweep_read_in_several_slices_reads_on_from_where_it_began() -> None:
+    since = ts("2026-11-18T10:00:00+00:00")
+    charges = start_sweep(Charges(since, Ledger("2026-11", since)), since + 30, [since - 7200.0], 60.0)
+    assert charges.sweep is not None
+    charges = msgspec.structs.replace(charges, sweep=shrink(shrink(charges.sweep)))  # out of budget twice
+    slices = 0
+    while charges.sweep is not None:
+        charges = apply_slice(charges, False, [], [], since + 30, BILLING)
+        slices += 1
+    assert slices == 3 and charges.read == since + 30  # not where its last slice began
 
 
 def replace_open(charges: Charges, open_logs: dict[str, float]) -> Charges:

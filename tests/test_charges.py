@@ -14,8 +14,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from exporter.bill import Bill, figures
+from exporter.cli import build_exposition
 from exporter.config import BillingConfig, ChargesConfig, Config
+from exporter.exposition import Exposition
 from exporter.poller import SpacePoller
 from exporter.snapshot import DEFAULT_DURATION_BUCKETS, Snapshots
 from exporter.statefile import StateFile
@@ -68,7 +72,7 @@ def bill_of(poller: SpacePoller) -> Bill:
 def test_charges_equal_ground_truth_through_faults_restarts_and_a_tight_budget(tmp_path: Path) -> None:
     tz = "Asia/Kolkata"
     rng = random.Random(15)
-    clock = Clock(datetime.fromisoformat("2026-11-18T11:06:40+00:00").timestamp())
+    clock = Clock(datetime.fromisoformat("2026-11-18T11:06:40.5+00:00").timestamp())  # between seconds
     state = StateFile(str(tmp_path / "state.json"), DEFAULT_DURATION_BUCKETS, clock=clock)
     faults = [(500, "respond"), (503, "respond"), (429, "respond"), (0, "reset"), (200, "truncate")]
     with FakeSpace(PROJECT, TOKEN, clock=clock) as sim:
@@ -167,6 +171,10 @@ def test_month_end_in_a_non_utc_time_zone_across_a_restart(tmp_path: Path) -> No
         before = _shown(poller, clock.now, tz)
         assert before["sessions"]["month"] == (1.25, False)  # counting began after November did
         assert before["charges"]["month"] == (1.25, True)  # the logs were read back
+        exposition = build_exposition(poller.snapshots, poller.config, clock=clock)
+        assert _month_figure(exposition) == 1.25
+        clock.now = boundary  # no poll in between: the cached text is rendered anew all the same
+        assert _month_figure(exposition) == 0.0
 
         # Ended in November, but counted after the boundary: in the counters, not December's figures.
         sim.complete_session(rooms["last-second"], cost_in_dollars=2.5, end_time=boundary - 1)
@@ -184,6 +192,19 @@ def test_month_end_in_a_non_utc_time_zone_across_a_restart(tmp_path: Path) -> No
         clock.now = datetime(2026, 12, 2, tzinfo=ZoneInfo(tz)).timestamp()  # the next day, no poll yet
         assert _shown(poller, clock.now, tz)["charges"] == {"day": (0.0, True), "month": (4.0, True)}
         poller.client.close()
+
+
+def _month_figure(exposition: Exposition) -> float:
+    text = exposition.render(None)[0].decode()
+    [value] = [
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "signalwire_video_cost_period_dollars"
+        and s.labels["period"] == "month"
+        and s.labels["source"] == "charges"
+    ]
+    return value
 
 
 def _shown(poller: SpacePoller, now: float, tz: str) -> dict[str, dict[str, Any]]:

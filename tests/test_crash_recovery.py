@@ -10,7 +10,8 @@ counters that never decrease; at the end the counters must equal the simulator's
 truth: counts and histograms exactly, costs to 1e-9. Members and recordings are read too
 (``members.enabled``, ``recordings.enabled``): sessions have members, some are recorded and
 their recordings process for a moment after they end, so kills also land while members and
-recordings are read and while their queues are saved; their counters must equal the truth too.
+recordings are read and while their queues are saved; their counters must equal the truth too,
+as must the video logs' charges (``charges.enabled``, read every poll).
 
 Kills are classified after the fact, from evidence rather than intent:
 
@@ -217,6 +218,14 @@ def expected_values(records: list[dict[str, Any]], sim: FakeSpace) -> dict[Key, 
     return values
 
 
+def split_charge(log: dict[str, Any]) -> float:
+    """A log's charge as its charge details count it: the details, plus what they leave out when
+    that is more than half a ten-thousandth (the details have 4 decimals); all of it without any."""
+    details = sum(d["charge"] for d in log["charge_details"])
+    rest = log["charge"] - details
+    return float(details + rest if not log["charge_details"] or rest > 0.00005 else details)
+
+
 class TimedRequests(list[Request]):
     """The simulator's request log, with the monotonic time each request arrived."""
 
@@ -337,6 +346,7 @@ class Harness:
             "metrics": {"duration_buckets": list(BUCKETS)},
             "members": {"enabled": True},
             "recordings": {"enabled": True, "max_wait": "1h"},
+            "charges": {"enabled": True, "interval": f"{INTERVAL * 1000:.0f}ms"},
         }
         self.config.write_text(yaml.safe_dump(doc))
         self.proc: subprocess.Popen[bytes] | None = None
@@ -550,7 +560,8 @@ def test_counters_survive_sigkill_at_any_moment(tmp_path: Path) -> None:
                 drained = any(poll < polled and total == deferred for poll, total in previous[-1:])
                 previous.append((polled, deferred))
                 up = space_value(samples, P + "up") == 1.0
-                return up and polled > settled and pending == 0 and drained
+                charges_read = space_value(samples, P + "charges_read_timestamp_seconds") or 0.0
+                return up and polled > settled and pending == 0 and drained and charges_read > settled
 
             if not harness.pause(STARTUP, until=caught_up, scrape=False):
                 pytest.fail(f"no successful poll after the last change:\n{harness.log_tail()}")
@@ -605,6 +616,13 @@ def test_counters_survive_sigkill_at_any_moment(tmp_path: Path) -> None:
             problems.append(f"{key}: expected {want!r}, exported {got!r}")
     assert not problems, "\n".join(problems[:40]) + "\n" + harness.log_tail(30)
     assert sum(expected[COMPLETED, q, f, None] for q in QUALITY_LABELS for f in FPS_LABELS) == len(completed)
+    # Each video log counted once: every completed session's log, charged what the session cost.
+    logs = [log for log in sim.logs() if log["status"] == "completed"]
+    charged = sum(v for (name, _), v in final.items() if name == P + "charged_logs_total")
+    dollars = sum(v for (name, _), v in final.items() if name == P + "charges_dollars_total")
+    assert charged == len(logs) == len(completed)
+    assert math.isclose(dollars, sum(split_charge(log) for log in logs), rel_tol=0.0, abs_tol=1e-9)
+    assert space_value(final, P + "cost_mismatches_total") == 0.0
 
     # The crash schedule really happened, so the checks above proved something.
     assert len(kills) >= 20
