@@ -239,7 +239,8 @@ def figures(ledger: Ledger, now: float, tz: str) -> Figures:
     """The day and month figures at ``now`` and the month's projection (docs/metrics.md).
 
     projected = month-to-date + rate x (end of month - now), where rate is what the current day
-    and the six before it (not before the month began) cost, divided by the time since they began.
+    and the six before it cost, divided by the time since they began; not before the month began,
+    nor before the figure is complete (a fresh start: since counting began).
     """
     current = ledger.month == month_key(now, tz)
     days = ledger.days if current else {}
@@ -253,8 +254,9 @@ def figures(ledger: Ledger, now: float, tz: str) -> Figures:
         for period in ("day", "month")
     }
     first = max(today - timedelta(days=PROJECTION_DAYS - 1), today.replace(day=1))
-    recent = sum(v for day, v in days.items() if day >= first.isoformat())
-    elapsed = now - _start(first, tz)
+    since = max(_start(first, tz), ledger.complete_since)
+    recent = sum(v for day, v in days.items() if day >= _local(since, tz).date().isoformat())
+    elapsed = now - since
     rate = recent / elapsed if elapsed > 0 else 0.0
     return Figures(periods, month + rate * max(0.0, month_end(now, tz) - now))
 

@@ -43,7 +43,7 @@ from .webconfig import WebConfig, load_web_config, wrap_app
 log = logging.getLogger("exporter")
 
 DEMO_INTERVAL = 5.0
-DEMO_BUDGET = 100.0  # dollars a month: the demo's spend rate projects past it within minutes
+DEMO_BUDGET = 100.0  # dollars a month
 DEMO_PROJECT = "demo-project"
 SHUTDOWN_GRACE = 3.0  # seconds for polls to finish; SIGTERM exits within 5 s
 SWITCH_INTERVAL = 0.0005  # seconds; see serve()

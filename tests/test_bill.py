@@ -110,6 +110,9 @@ def test_projection_is_month_to_date_plus_the_recent_rate_times_the_time_left() 
     left = ts("2026-12-01T00:00:00-05:00") - early
     assert figures(ledger, early, TZ).projected == pytest.approx(10.0 + rate * left, rel=1e-12)
     assert figures(Ledger("2026-10", 0.0, {"2026-10-31": 5.0}), now, TZ).projected == 0.0
+    fresh = Ledger("2026-11", now - 3600, {"2026-11-18": 2.0})  # counting began an hour ago
+    left = ts("2026-12-01T00:00:00-05:00") - now
+    assert figures(fresh, now, TZ).projected == pytest.approx(2.0 + 2.0 / 3600 * left, rel=1e-12)
 
 
 def charges_since(since: float) -> Charges:
