@@ -31,7 +31,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 from msgspec.structs import replace
 
-from .models import TIMESTAMP_RESOLUTION, VideoLog
+from .models import IN_PROGRESS, TIMESTAMP_RESOLUTION, VideoLog
 from .snapshot import OTHER_ROOM, UNKNOWN
 
 BACKFILL_MARGIN = 86400.0  # a log created this long before the month began may be completed in it
@@ -39,6 +39,7 @@ RECONCILE_WINDOW = 86400.0  # a session and its log that are not both counted wi
 MIN_SLICE = TIMESTAMP_RESOLUTION  # the smallest slice a sweep reads: one second of creation times
 PROJECTION_DAYS = 7  # the spend rate of the projection: the current day and the six before it
 DETAIL_SLACK = 0.00005  # dollars: half the API's 4-decimal resolution
+WATCHED = (IN_PROGRESS, None)  # statuses of logs not completed yet (another status is not watched)
 
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 Dollars = Annotated[float, msgspec.Meta(ge=0)]
@@ -312,7 +313,7 @@ class _Pass:
             self.open.pop(lid, None)
             return
         if not log.completed:
-            if lid not in self.counted:  # in progress (or null status, no end): watched until completed
+            if lid not in self.counted and log.status in WATCHED:  # watched until completed
                 self.open[lid] = created
             return
         if lid in self.counted:

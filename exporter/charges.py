@@ -36,6 +36,8 @@ class ChargeReader:
             charges = start_sweep(charges, started, tracked, self.billing.lookback)
         for backfill in (False, True):
             while (sweep := charges.backfill if backfill else charges.sweep) is not None:
+                if budget.left() <= 0:  # nothing tried: the same slice next time
+                    return charges, int(charges.sweep is not None)
                 slice_read = self._slice(sweep, deadline, budget)
                 if slice_read is None:  # out of budget, or failed: a shorter slice next time
                     if backfill:

@@ -288,7 +288,7 @@ class SessionCollector(Collector):
             if s.bill is None:
                 continue
             ledgers: dict[str, Ledger] = {"sessions": s.bill.sessions}
-            if s.bill.charges is not None:
+            if s.bill.charges is not None and self.config.charges.enabled:  # a resumed bill may have them
                 ledgers["charges"] = s.bill.charges.ledger
             shown = {source: figures(ledger, now, tz) for source, ledger in ledgers.items()}
             for source in COST_SOURCES:

@@ -194,7 +194,8 @@ class _Pass:
             cost = 0.0
         self.completed[key] = self.completed.get(key, 0) + 1
         self.cost[key] = self.cost.get(key, 0.0) + cost
-        self.costs.append((sid, cost, session.end_ts))
+        if session.cost_in_dollars is not None:  # a cost the log's charge can be compared with
+            self.costs.append((sid, cost, session.end_ts))
         duration = session.duration_seconds
         if duration is None:
             _add(self.skipped, "missing_duration")

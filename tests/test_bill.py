@@ -132,6 +132,7 @@ def test_logs_are_counted_once_when_completed_after_counting_began_or_seen_in_pr
         video_log("late", "2026-11-18T08:00:00Z", "2026-11-18T10:00:05Z"),
         video_log("running", "2026-11-18T07:00:00Z"),
         video_log("null-open", "2026-11-18T09:00:00Z", status=None),
+        video_log("weird", "2026-11-18T09:00:00Z", status="archived"),  # not a status the spec has
         video_log("null-ended", "2026-11-18T09:00:00Z", "2026-11-18T10:01:00Z", status=None),
         video_log("bad", "2026-11-18T09:00:00Z", "2026-11-18T10:01:00Z", charge=None),
         video_log("sneaky", "2026-11-18T09:00:00Z", "2026-11-18T10:01:00Z", charge=2.0),  # $1 in no detail
