@@ -75,7 +75,7 @@ from sim_process import Endpoint, Floor, Order, SimProcess, Workload  # noqa: E4
 
 import exporter.api  # noqa: E402
 import exporter.poller  # noqa: E402
-from exporter.bill import BACKFILL_MARGIN, figures  # noqa: E402
+from exporter.bill import BACKFILL_MARGIN  # noqa: E402
 from exporter.config import PollConfig, parse_config  # noqa: E402
 from exporter.poller import SpacePoller  # noqa: E402
 from exporter.snapshot import Snapshots  # noqa: E402
@@ -94,6 +94,7 @@ PEOPLE_OPTIONS = {  # section 1b: configurations of members and recordings (issu
 }
 CHARGES_INTERVALS = {"5m (default)": 300.0, f"{INTERVAL:g}s (every poll, as --demo)": INTERVAL}  # section 1c
 DAY = 86400.0
+CHARGES_HISTORY = 12 * 3600 / INTERVAL  # section 1c: every log since the oldest session in progress
 BACKFILL_PER_HOUR = 1000  # sessions an hour of the month read back at a first start (section 1c)
 BACKFILL_SETTINGS = ((500, 0.0), (100, 0.0), (500, 0.05))  # (poll.max_requests, API latency)
 BACKFILL_POLLS_MAX = 60
@@ -160,6 +161,7 @@ class Polls:
     sim_cpu: list[float] = field(default_factory=list)
     floors: list[Floor] = field(default_factory=list)
     deferred: list[Counter[str]] = field(default_factory=list)  # work a poll left to later ones, by kind
+    oldest: list[float] = field(default_factory=list)  # seconds since the oldest session in progress began
     failed: int = 0
 
     @property
@@ -239,6 +241,7 @@ class PollDriver:
         into.sim_cpu.append(process_cpu(self.sim.pid) - sim_cpu)
         into.requests.append(self.sim.requests()[0])
         into.deferred.append(Counter(self.poller.deferred) - deferred)
+        into.oldest.append(self.now - min(self.poller.accounting.tracked.values(), default=self.now))
         into.failed += not ok
 
     def close(self) -> None:
@@ -607,7 +610,8 @@ def measure_charges(report: Report, sim: SimProcess) -> None:
         for setting, interval in CHARGES_INTERVALS.items():
             log(f"{name}, {setting}: {args.charges_polls} polls after {args.charges_warmup} warm-up polls")
             document = {"charges": {"enabled": True, "interval": interval}}
-            polls = steady_polls(sim, work, document, args.charges_polls, args.charges_warmup)
+            deep = replace(work, history=CHARGES_HISTORY)  # the sweeps read back to the oldest in progress
+            polls = steady_polls(sim, deep, document, args.charges_polls, args.charges_warmup)
             report.charges[name, setting] = polls
 
 
@@ -654,7 +658,7 @@ def measure_backfill(report: Report, sim: SimProcess) -> None:
             if bill.charges.backfill is None or len(polls.requests) == BACKFILL_POLLS_MAX:
                 break
             driver.now = sim.step()
-        complete = figures(bill.charges.ledger, driver.now, "UTC").periods["month"][1]
+        complete = bill.charges.ledger.complete_since <= month  # as the month figure says
         report.backfill[setting] = Backfill(polls, complete, least)
         driver.close()
     sim.latency(0.0)
@@ -826,8 +830,9 @@ def charges_section(report: Report) -> str:
         f"poll.max_requests {PollConfig().max_requests} and page_size {PAGE_SIZE} (the defaults). "
         f"{args.charges_polls} measured polls per row after {args.charges_warmup} warm-up polls, which "
         "hold the first start's reads (a backfill of the simulated history, the first sweep back to "
-        "the oldest session in progress). A sweep reads the logs created since the oldest one still "
-        "in progress, so its pages grow with that session's age. Per sweep: the `logs` requests "
+        "the oldest session in progress), with 12 h or more of completed history. A sweep reads "
+        "the logs created since the oldest one still in progress, so its pages grow with that "
+        "session's age. Per sweep: the `logs` requests "
         "of the polls that read the logs (median, min-max). Per hour: the mean `logs` requests per "
         "poll, times the polls in an hour.\n"
     )
@@ -843,6 +848,7 @@ def charges_section(report: Report) -> str:
                 setting,
                 f"{p.total_requests:,g} / {max(sum(c.values()) for c in p.requests):,}",
                 p.kinds(),
+                f"{median(p.oldest) / 3600:.1f}",
                 spread,
                 f"{p.per_hour('logs'):,.0f}",
                 p.kinds(p.deferred) or "none",
@@ -850,7 +856,13 @@ def charges_section(report: Report) -> str:
             ]
 
     head = ["workload", "charges.interval", "requests per poll (median / max)", "by kind (median)"]
-    head += ["logs per sweep (median, range) x sweeps", "logs per hour", "deferred per poll", "failed polls"]
+    head += [
+        "oldest in progress (h, median)",
+        "logs per sweep (median, range) x sweeps",
+        "logs per hour",
+        "deferred per poll",
+        "failed polls",
+    ]
     out = intro + "\n" + table(head, rows()) + "\n"
     if not report.backfill:
         return out
