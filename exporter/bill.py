@@ -15,8 +15,7 @@ range too large for one poll's request budget is finished by later polls.
   before it, for logs created then and completed in it). The logs it finds completed before
   counting began feed only the ``charges`` figures, which are complete once it has finished.
 
-A :class:`Ledger` holds one source's dollars by local day of the current month, by end time; the
-day and month figures and the projection are computed from it when they are shown.
+Each source's dollars by local day are a :class:`~.ledger.Ledger`.
 """
 
 from __future__ import annotations
@@ -24,25 +23,22 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 import msgspec
 from msgspec.structs import replace
 
+from .ledger import Dollars, Ledger, book, month_key, period_start
 from .models import IN_PROGRESS, TIMESTAMP_RESOLUTION, VideoLog
 from .snapshot import OTHER_ROOM, UNKNOWN
 
 BACKFILL_MARGIN = 86400.0  # a log created this long before the month began may be completed in it
 RECONCILE_WINDOW = 86400.0  # a session and its log that are not both counted within it are not compared
 MIN_SLICE = TIMESTAMP_RESOLUTION  # the smallest slice a sweep reads: one second of creation times
-PROJECTION_DAYS = 7  # the spend rate of the projection: the current day and the six before it
 DETAIL_SLACK = 0.00005  # dollars: half the API's 4-decimal resolution
 WATCHED = (IN_PROGRESS, None)  # statuses of logs not completed yet (another status is not watched)
 
 Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
-Dollars = Annotated[float, msgspec.Meta(ge=0)]
 
 
 @dataclass(frozen=True)
@@ -54,18 +50,6 @@ class Billing:
     tolerance: float = 0.0001
     descriptions_max: int = 20
     lookback: float = 300.0
-
-
-class Ledger(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One source's dollars by local day (``YYYY-MM-DD``) of ``month`` (``YYYY-MM``), by end time.
-
-    ``complete_since``: every item that ended from then on is in it; a period that began
-    earlier is incomplete.
-    """
-
-    month: str
-    complete_since: float
-    days: dict[str, Dollars] = msgspec.field(default_factory=dict)
 
 
 class Cost(msgspec.Struct, frozen=True, array_like=True):
@@ -133,39 +117,7 @@ class Mismatch:
     charge: float
 
 
-# --- calendar -----------------------------------------------------------------------------------
-
-
-def _local(ts: float, tz: str) -> datetime:
-    return datetime.fromtimestamp(ts, ZoneInfo(tz))
-
-
-def _start(day: date, tz: str) -> float:
-    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz)).timestamp()
-
-
-def month_key(ts: float, tz: str) -> str:
-    return _local(ts, tz).strftime("%Y-%m")
-
-
-def period_start(period: str, ts: float, tz: str) -> float:
-    """Start (epoch) of the local ``day`` or ``month`` that holds ``ts``."""
-    day = _local(ts, tz).date()
-    return _start(day if period == "day" else day.replace(day=1), tz)
-
-
-def month_end(ts: float, tz: str) -> float:
-    """Start (epoch) of the local month after the one that holds ``ts``."""
-    first = _local(ts, tz).date().replace(day=1)
-    return _start((first + timedelta(days=31)).replace(day=1), tz)
-
-
-def iso(ts: float) -> str:
-    """A whole-second UTC ISO 8601 datetime, as the API's date filters take it."""
-    return datetime.fromtimestamp(math.floor(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# --- ledgers and figures ------------------------------------------------------------------------
+# --- ledgers --------------------------------------------------------------------------------------
 
 
 def new_bill(since: float, now: float, billing: Billing) -> Bill:
@@ -202,14 +154,6 @@ def roll(bill: Bill, now: float, tz: str) -> Bill:
     return Bill(sessions, charges)
 
 
-def _book(ledger: Ledger, ended: float, dollars: float, tz: str) -> Ledger:
-    """``ledger`` with ``dollars`` on the local day ``ended`` falls in, when that is in its month."""
-    day = _local(ended, tz).strftime("%Y-%m-%d")
-    if not day.startswith(ledger.month) or not dollars:
-        return ledger
-    return replace(ledger, days={**ledger.days, day: ledger.days.get(day, 0.0) + dollars})
-
-
 def add_sessions(
     bill: Bill, counted: Iterable[tuple[str, float, float]], gap: float, billing: Billing
 ) -> Bill:
@@ -219,47 +163,13 @@ def add_sessions(
     if bill.charges is not None:
         costs = dict(bill.charges.costs)
     for sid, dollars, ended in counted:
-        ledger = _book(ledger, ended, dollars, billing.timezone)
+        ledger = book(ledger, ended, dollars, billing.timezone)
         if costs is not None:
             costs[sid] = Cost(dollars, ended)
     if gap:
         ledger = replace(ledger, complete_since=max(ledger.complete_since, gap + TIMESTAMP_RESOLUTION))
     charges = bill.charges if costs is None or bill.charges is None else replace(bill.charges, costs=costs)
     return Bill(ledger, charges)
-
-
-@dataclass(frozen=True)
-class Figures:
-    """A ledger as shown at one moment: (period -> (dollars, complete)) and the projection."""
-
-    periods: dict[str, tuple[float, bool]]
-    projected: float
-
-
-def figures(ledger: Ledger, now: float, tz: str) -> Figures:
-    """The day and month figures at ``now`` and the month's projection (docs/metrics.md).
-
-    projected = month-to-date + rate x (end of month - now), where rate is what the current day
-    and the six before it cost, divided by the time since they began; not before the month began,
-    nor before the figure is complete (a fresh start: since counting began).
-    """
-    current = ledger.month == month_key(now, tz)
-    days = ledger.days if current else {}
-    today = _local(now, tz).date()
-    month = sum(days.values())
-    periods = {
-        period: (
-            days.get(today.isoformat(), 0.0) if period == "day" else month,
-            ledger.complete_since <= period_start(period, now, tz),
-        )
-        for period in ("day", "month")
-    }
-    first = max(today - timedelta(days=PROJECTION_DAYS - 1), today.replace(day=1))
-    since = max(_start(first, tz), ledger.complete_since)
-    recent = sum(v for day, v in days.items() if day >= _local(since, tz).date().isoformat())
-    elapsed = now - since
-    rate = recent / elapsed if elapsed > 0 else 0.0
-    return Figures(periods, month + rate * max(0.0, month_end(now, tz) - now))
 
 
 # --- logs ---------------------------------------------------------------------------------------
@@ -324,7 +234,7 @@ class _Pass:
             self.counted[lid] = created if log.created_at is not None else self.latest
             self.count(log, ended)
         elif backfill and ended is not None and log.invalid_reason() is None and log.charge:
-            self.ledger = _book(self.ledger, ended, log.charge, self.billing.timezone)
+            self.ledger = book(self.ledger, ended, log.charge, self.billing.timezone)
 
     def count(self, log: VideoLog, ended: float | None) -> None:
         reason = log.invalid_reason()
@@ -342,7 +252,7 @@ class _Pass:
             label = self.description(name)
             by_description[label] = by_description.get(label, 0.0) + amount
         ended = (self.c.read or self.c.since) if ended is None else ended  # completed, no end time
-        self.ledger = _book(self.ledger, ended, charge, self.billing.timezone)
+        self.ledger = book(self.ledger, ended, charge, self.billing.timezone)
         sid = log.session_id
         if log.kind == "room_session" and sid is not None:
             self.charged[sid] = Charged(log.id, charge, ended)

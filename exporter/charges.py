@@ -9,17 +9,24 @@ read (after its retries) leaves the sweep for a later poll without failing the p
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from msgspec.structs import replace
 
 from .api import ApiClient, ApiError
-from .bill import Billing, Charges, Sweep, apply_slice, iso, shrink, start_sweep
+from .bill import Billing, Charges, Sweep, apply_slice, shrink, start_sweep
 from .config import Config
 from .economy import Budget
 from .models import VideoLog
 
 log = logging.getLogger(__name__)
+
+
+def iso(ts: float) -> str:
+    """A whole-second UTC ISO 8601 datetime, as the API's date filters take it."""
+    return datetime.fromtimestamp(math.floor(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class ChargeReader:

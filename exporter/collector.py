@@ -22,8 +22,9 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from . import BUILD_LABELS, build_info
-from .bill import Charges, Ledger, figures, period_start
+from .bill import Charges
 from .config import Config
+from .ledger import Ledger, figures, period_start
 from .snapshot import (
     CHARGE_TYPES,
     COST_SOURCES,

@@ -18,20 +18,16 @@ from exporter.bill import (
     Billing,
     Charges,
     Cost,
-    Ledger,
     Sweep,
     add_sessions,
     apply_slice,
-    figures,
-    month_end,
-    month_key,
     new_bill,
-    period_start,
     reconcile,
     roll,
     shrink,
     start_sweep,
 )
+from exporter.ledger import Ledger, figures, month_end, month_key, period_start
 from exporter.models import VideoLog
 
 TZ = "America/New_York"  # DST ends on Sunday 2026-11-01 at 02:00 local (06:00 UTC)

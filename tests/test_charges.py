@@ -16,10 +16,11 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.bill import Bill, figures
+from exporter.bill import Bill
 from exporter.cli import build_exposition
 from exporter.config import BillingConfig, ChargesConfig, Config
 from exporter.exposition import Exposition
+from exporter.ledger import figures
 from exporter.poller import SpacePoller
 from exporter.snapshot import DEFAULT_DURATION_BUCKETS, Snapshots
 from exporter.statefile import StateFile

@@ -22,8 +22,10 @@ from exporter import BUILD_LABELS, api
 from exporter.api import ApiError
 from exporter.models import decode_page
 from exporter.snapshot import (
+    COST_SOURCES,
     DEFERRED_WORK,
     FPS_LABELS,
+    PERIODS,
     POLL_ERROR_REASONS,
     QUALITY_LABELS,
     REQUEST_CODES,
@@ -351,8 +353,11 @@ def test_label_values_stay_bounded_and_escaped(sim: FakeSpace) -> None:
         "endpoint",
         "code",
         "work",
+        "period",
+        "source",
         *BUILD_LABELS,
     }
     assert values["code"] <= set(REQUEST_CODES)
     assert values["work"] <= set(DEFERRED_WORK)
+    assert values["period"] <= set(PERIODS) and values["source"] <= set(COST_SOURCES)
     assert values["reason"] <= {*POLL_ERROR_REASONS, *SKIP_REASONS}

@@ -1,0 +1,100 @@
+"""Ledgers: one source's dollars by local day of the current month (``billing.timezone``), by end
+time, and what they show at a given moment: the day and month figures and the month's projection.
+
+Computed when shown, so a new day or month starts exactly at its boundary. Pure functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Annotated
+from zoneinfo import ZoneInfo
+
+import msgspec
+from msgspec.structs import replace
+
+PROJECTION_DAYS = 7  # the spend rate of the projection: the current day and the six before it
+
+Dollars = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class Ledger(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One source's dollars by local day (``YYYY-MM-DD``) of ``month`` (``YYYY-MM``), by end time.
+
+    ``complete_since``: every item that ended from then on is in it; a period that began
+    earlier is incomplete.
+    """
+
+    month: str
+    complete_since: float
+    days: dict[str, Dollars] = msgspec.field(default_factory=dict)
+
+
+# --- calendar -----------------------------------------------------------------------------------
+
+
+def _local(ts: float, tz: str) -> datetime:
+    return datetime.fromtimestamp(ts, ZoneInfo(tz))
+
+
+def _start(day: date, tz: str) -> float:
+    return datetime(day.year, day.month, day.day, tzinfo=ZoneInfo(tz)).timestamp()
+
+
+def month_key(ts: float, tz: str) -> str:
+    return _local(ts, tz).strftime("%Y-%m")
+
+
+def period_start(period: str, ts: float, tz: str) -> float:
+    """Start (epoch) of the local ``day`` or ``month`` that holds ``ts``."""
+    day = _local(ts, tz).date()
+    return _start(day if period == "day" else day.replace(day=1), tz)
+
+
+def month_end(ts: float, tz: str) -> float:
+    """Start (epoch) of the local month after the one that holds ``ts``."""
+    first = _local(ts, tz).date().replace(day=1)
+    return _start((first + timedelta(days=31)).replace(day=1), tz)
+
+
+def book(ledger: Ledger, ended: float, dollars: float, tz: str) -> Ledger:
+    """``ledger`` with ``dollars`` on the local day ``ended`` falls in, when that is in its month."""
+    day = _local(ended, tz).strftime("%Y-%m-%d")
+    if not day.startswith(ledger.month) or not dollars:
+        return ledger
+    return replace(ledger, days={**ledger.days, day: ledger.days.get(day, 0.0) + dollars})
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A ledger as shown at one moment: (period -> (dollars, complete)) and the projection."""
+
+    periods: dict[str, tuple[float, bool]]
+    projected: float
+
+
+def figures(ledger: Ledger, now: float, tz: str) -> Figures:
+    """The day and month figures at ``now`` and the month's projection (docs/metrics.md).
+
+    projected = month-to-date + rate x (end of month - now), where rate is what the current day
+    and the six before it cost, divided by the time since they began; not before the month began,
+    nor before the figure is complete (a fresh start: since counting began).
+    """
+    current = ledger.month == month_key(now, tz)
+    days = ledger.days if current else {}
+    today = _local(now, tz).date()
+    month = sum(days.values())
+    periods = {
+        period: (
+            days.get(today.isoformat(), 0.0) if period == "day" else month,
+            ledger.complete_since <= period_start(period, now, tz),
+        )
+        for period in ("day", "month")
+    }
+    first = max(today - timedelta(days=PROJECTION_DAYS - 1), today.replace(day=1))
+    since = max(_start(first, tz), ledger.complete_since)
+    recent = sum(v for day, v in days.items() if day >= _local(since, tz).date().isoformat())
+    elapsed = now - since
+    rate = recent / elapsed if elapsed > 0 else 0.0
+    return Figures(periods, month + rate * max(0.0, month_end(now, tz) - now))
