@@ -34,6 +34,7 @@ from .models import (
     Recording,
     RoomSession,
     VideoLog,
+    decode_log,
     decode_logs_page,
     decode_members_page,
     decode_page,
@@ -239,6 +240,15 @@ class ApiClient:
                 raise ApiError("invalid_response", clip(str(exc))) from None
             yield records, malformed
             url = self._next_url(next_link, path, seen)
+
+    def get_log(self, log_id: str, deadline: float) -> VideoLog | None:
+        """The video log with this id; None when the API says it does not exist (404).
+
+        Raises InvalidResponse when the body is not a video log.
+        """
+        url = f"{self.space.base_url}{LOGS_PATH}/{quote(log_id, safe='')}"
+        body = self._get("logs", url, deadline, missing_ok=True)
+        return None if body is None else decode_log(body)
 
     def get_session(self, session_id: str, deadline: float) -> RoomSession | None:
         """The session with this id; None when the API says it does not exist (404).

@@ -253,6 +253,7 @@ class VideoLog(msgspec.Struct, frozen=True, gc=False):
     """
 
     id: str
+    created_at: datetime  # required by the spec of both forms: a log without it is malformed
     type: str | None = None
     url: str | None = None
     room_name: str | None = None
@@ -261,7 +262,6 @@ class VideoLog(msgspec.Struct, frozen=True, gc=False):
     ended_at: datetime | None = None
     charge: float | None = None
     charge_details: list[ChargeDetail] | None = None
-    created_at: datetime | None = None
     discarded_at: datetime | None = None
 
     @property
@@ -290,9 +290,9 @@ class VideoLog(msgspec.Struct, frozen=True, gc=False):
         return self.status == COMPLETED or (self.status is None and self.ended_at is not None)
 
     @property
-    def created_ts(self) -> float | None:
-        """``created_at`` in epoch seconds, None when absent."""
-        return _epoch(self.created_at)
+    def created_ts(self) -> float:
+        """``created_at`` in epoch seconds."""
+        return _epoch(self.created_at) or 0.0
 
     @property
     def ended_ts(self) -> float | None:
@@ -347,6 +347,7 @@ class _Ident(msgspec.Struct, frozen=True):
 
 
 _session_decoder = msgspec.json.Decoder(RoomSession)
+_log_decoder = msgspec.json.Decoder(VideoLog)
 _raw_page_decoder = msgspec.json.Decoder(_Page[msgspec.Raw])
 _ident_decoder = msgspec.json.Decoder(_Ident)
 
@@ -414,6 +415,14 @@ def decode_recordings_page(body: bytes) -> tuple[list[Recording], str | None, li
 def decode_logs_page(body: bytes) -> tuple[list[VideoLog], str | None, list[str | None]]:
     """Decode a video logs page into (logs, next link, ids of malformed records), as decode_page."""
     return _logs_page(body)
+
+
+def decode_log(body: bytes) -> VideoLog:
+    """Decode the body of ``GET /api/video/logs/{id}``."""
+    try:
+        return _log_decoder.decode(body)
+    except msgspec.DecodeError as exc:
+        raise InvalidResponse(f"not a video log: {exc}") from None
 
 
 def decode_session(body: bytes) -> RoomSession:

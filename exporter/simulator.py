@@ -82,9 +82,10 @@ MISMATCH_SHARE, MISMATCH_DOLLARS = 1 / 50, 0.01
 CONFERENCE_SHARE, CONFERENCE_DOLLARS_PER_MINUTE = 0.1, 0.002
 CONFERENCES = ("weekly-sync", "customer-call", "town-hall", "partner-briefing")
 
-Endpoint = Literal["list", "get", "members", "recordings", "logs"]
+Endpoint = Literal["list", "get", "members", "recordings", "logs", "log"]
 Child = Literal["members", "recordings"]  # the listings of one session
 _SESSION_PATH = re.compile(re.escape(LIST_PATH) + "/([^/]+)(?:/(members|recordings))?")
+_LOG_PATH = re.compile(re.escape(LOGS_PATH) + "/([^/]+)")
 
 
 class _Auto(Enum):
@@ -112,18 +113,22 @@ class Request:
     @property
     def endpoint(self) -> Endpoint | None:
         """``list``, ``get`` (``LIST_PATH/<id>``), ``members`` or ``recordings``
-        (``LIST_PATH/<id>/members``...), ``logs`` (``LOGS_PATH``), or None for any other path."""
+        (``LIST_PATH/<id>/members``...), ``logs`` (``LOGS_PATH``), ``log`` (``LOGS_PATH/<id>``), or
+        None for any other path."""
         if self.path == LIST_PATH:
             return "list"
         if self.path == LOGS_PATH:
             return "logs"
+        if _LOG_PATH.fullmatch(self.path):
+            return "log"
         match = _SESSION_PATH.fullmatch(self.path)
         return None if match is None else cast(Endpoint, match[2] or "get")
 
     @property
     def session_id(self) -> str:
-        """The session id in the path of a ``get``, ``members`` or ``recordings`` request."""
-        match = _SESSION_PATH.fullmatch(self.path)
+        """The session id in the path of a ``get``, ``members`` or ``recordings`` request; the
+        log id of a ``log`` request."""
+        match = _SESSION_PATH.fullmatch(self.path) or _LOG_PATH.fullmatch(self.path)
         return "" if match is None else match[1]
 
 
@@ -970,6 +975,8 @@ class SimulatedSpace:
             return self._get(request.session_id)
         if endpoint == "logs":
             return self._list_logs(request.query)
+        if endpoint == "log":
+            return self._get_log(request.session_id)
         if endpoint is not None:
             return self._list_children(endpoint, request)
         return _error(404)
@@ -981,6 +988,17 @@ class SimulatedSpace:
         if record is None:
             return _error(404)
         return _json(200, {k: v for k, v in record.items() if k not in LIST_ONLY_FIELDS})
+
+    def _get_log(self, log_id: str) -> Response:
+        """One log (deleted ones as discarded), or 404."""
+        with self._lock:
+            entry = self._find_log(log_id)
+            record = None if entry is None else entry.record(self._clock())
+        return _error(404) if record is None else _json(200, record)
+
+    def _find_log(self, log_id: str) -> Entry | None:
+        """The log of this id (call with the lock held); subclasses may know more."""
+        return self._logs.get(log_id)
 
     def _list(self, query: dict[str, str]) -> Response:
         params = self._parse_list_query(query)

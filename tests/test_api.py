@@ -12,6 +12,7 @@ from email.utils import formatdate
 import pytest
 
 from exporter.api import ApiClient, ApiError, describe_error_body, parse_retry_after
+from exporter.models import InvalidResponse
 
 from .conftest import PROJECT, TOKEN, RequestLog, deadline, poll_config, space_config
 from .support.fake_api import FakeSpace
@@ -528,3 +529,23 @@ def test_logs_links_are_held_to_their_listing(sim: FakeSpace) -> None:
     sim.next_link_hook = _back_to_first()
     with pytest.raises(ApiError, match="pagination loop"):
         _logs(client)
+
+
+def test_get_log_by_id_in_progress_completed_deleted_unknown_and_malformed(sim: FakeSpace) -> None:
+    client = _client(sim)
+    sid = sim.add_session()
+    lid = sim.log_of(sid)
+    running = client.get_log(lid, deadline())
+    assert running is not None and (running.id, running.completed, running.session_id) == (lid, False, sid)
+    sim.complete_session(sid, cost_in_dollars=0.25)
+    done = client.get_log(lid, deadline())
+    assert done is not None and (done.completed, done.charge) == (True, 0.25)
+    sim.delete_log(lid)
+    gone = client.get_log(lid, deadline())
+    assert gone is not None and gone.deleted  # the spec's VideoLog: a Log or a DiscardedLog
+    assert client.get_log("no-such-log", deadline()) is None  # 404
+    sim.add_raw_log({"id": "bad-1", "charge": "a lot"})
+    with pytest.raises(InvalidResponse, match="not a video log"):
+        client.get_log("bad-1", deadline())
+    assert client.observe.counts == {("logs", "200"): 4, ("logs", "404"): 1}
+    assert [r.path for r in sim.requests][-1] == "/api/video/logs/bad-1"

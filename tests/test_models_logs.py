@@ -65,6 +65,7 @@ def test_a_logs_page_decodes_exactly() -> None:
     assert logs == [
         VideoLog(
             LOG["id"],
+            T0,
             "video_room_session",
             LOG["url"],
             "standup",
@@ -73,7 +74,6 @@ def test_a_logs_page_decodes_exactly() -> None:
             datetime(2026, 11, 18, 11, 8, 40, tzinfo=UTC),
             0.0123,
             [ChargeDetail("Video room session minutes", 0.01), ChargeDetail("Video recording", 0.0023)],
-            T0,
         ),
         VideoLog(DISCARDED["id"], created_at=T0, discarded_at=datetime(2026, 11, 18, 12, tzinfo=UTC)),
     ]
@@ -124,7 +124,12 @@ def test_a_malformed_page_is_an_invalid_response(body: bytes) -> None:
 def test_times_are_epoch_seconds_and_naive_means_utc() -> None:
     naive = log(created_at="2026-11-18T11:06:40", ended_at="2026-11-18T13:08:40+02:00")
     assert (naive.created_ts, naive.ended_ts) == (T0.timestamp(), T0.timestamp() + 120)
-    assert log(created_at=None, ended_at=None, status="in-progress").created_ts is None
+    with pytest.raises(ValueError):  # the spec requires created_at: a record without it is malformed
+        log(created_at=None, ended_at=None, status="in-progress")
+    _, _, malformed = decode_logs_page(
+        page({**LOG, "created_at": None}, {k: v for k, v in LOG.items() if k != "created_at"})
+    )
+    assert malformed == [LOG["id"], LOG["id"]]
 
 
 @pytest.mark.parametrize(

@@ -241,6 +241,10 @@ class FakeSpace(SimulatedSpace):
     def _log_entries(self) -> Iterable[Entry]:
         return [*super()._log_entries(), *self._raw_logs]
 
+    def _find_log(self, log_id: str) -> Entry | None:
+        raw = [entry for entry in self._raw_logs if entry.fixed.get("id") == log_id]
+        return raw[-1] if raw else super()._find_log(log_id)
+
     def sessions(self) -> list[dict[str, Any]]:
         """Ground truth: every session's record as the list endpoint serves it now, newest first.
 
