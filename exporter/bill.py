@@ -21,7 +21,7 @@ Each source's dollars by local day are a :class:`~.ledger.Ledger`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -50,6 +50,7 @@ class Billing:
     tolerance: float = 0.0001
     descriptions_max: int = 20
     lookback: float = 300.0
+    page_size: int = 1000
 
 
 class Cost(msgspec.Struct, frozen=True, array_like=True):
@@ -73,7 +74,7 @@ class Sweep(msgspec.Struct, frozen=True, array_like=True):
 
     floor: float
     until: float
-    span: float
+    span: Annotated[float, msgspec.Meta(gt=0)]
     began: float = 0.0
 
     def next_slice(self) -> tuple[float, float]:
@@ -94,8 +95,11 @@ class Charges(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     open: dict[str, float] = msgspec.field(default_factory=dict)  # in progress: log id -> created
     counted: dict[str, float] = msgspec.field(default_factory=dict)  # dedupe memory: id -> created
     read: float | None = None  # start of the last finished forward sweep
+    horizon: float | None = None  # no sweep lists again what was created before: its ids are forgotten
+    density: float = 0.0  # logs per second of creation time, in the latest forward slice
     sweep: Sweep | None = None  # the forward sweep under way
     backfill: Sweep | None = None
+    backfilled: dict[str, Dollars] = msgspec.field(default_factory=dict)  # its dollars by day, so far
     costs: dict[str, Cost] = msgspec.field(default_factory=dict)  # by room session id
     charged: dict[str, Charged] = msgspec.field(default_factory=dict)  # by room session id
 
@@ -137,7 +141,7 @@ def with_charges(bill: Bill, since: float, now: float, billing: Billing) -> Bill
     if since - TIMESTAMP_RESOLUTION > month:
         floor, until = month - BACKFILL_MARGIN, math.floor(since) + TIMESTAMP_RESOLUTION
         backfill = Sweep(floor, until, until - floor)
-    ledger = Ledger(month_key(now, billing.timezone), since)
+    ledger = Ledger(month_key(now, billing.timezone), since if backfill else min(since, month))
     return replace(bill, charges=Charges(since, ledger, backfill=backfill))
 
 
@@ -149,7 +153,7 @@ def roll(bill: Bill, now: float, tz: str) -> Bill:
     charges = bill.charges
     if charges is not None and charges.ledger.month != month:
         ledger = Ledger(month, charges.ledger.complete_since)
-        charges = replace(charges, ledger=ledger, backfill=None)  # the month it read back is over
+        charges = replace(charges, ledger=ledger, backfill=None, backfilled={})  # its month is over
     sessions = bill.sessions if bill.sessions.month == month else Ledger(month, bill.sessions.complete_since)
     return Bill(sessions, charges)
 
@@ -175,15 +179,41 @@ def add_sessions(
 # --- logs ---------------------------------------------------------------------------------------
 
 
-def start_sweep(charges: Charges, started: float, tracked: Iterable[float], lookback: float) -> Charges:
+def start_sweep(charges: Charges, started: float, tracked: Iterable[float], billing: Billing) -> Charges:
     """``charges`` with a forward sweep begun at ``started``: back to the previous one (less the
-    lookback) and to the oldest log in progress; the first also to the oldest tracked session."""
-    floor = (charges.read if charges.read is not None else charges.since) - lookback
+    lookback; the first also to the oldest tracked session), and on to logs in progress while
+    that costs fewer pages than looking them up one by one (:func:`stale`)."""
+    floor = (charges.read if charges.read is not None else charges.since) - billing.lookback
     if charges.read is None:
         floor = min(floor, *tracked, floor)
-    floor = math.floor(min(floor, *charges.open.values(), floor))
+    floor = _reach(floor, started, charges, billing.page_size)
+    if charges.horizon is not None:
+        floor = max(floor, charges.horizon)
     until = math.floor(started) + TIMESTAMP_RESOLUTION
-    return replace(charges, sweep=Sweep(floor, until, until - floor, started))
+    return replace(charges, sweep=Sweep(math.floor(floor), until, until - math.floor(floor), started))
+
+
+def _reach(floor: float, until: float, charges: Charges, page_size: int) -> float:
+    """How far back a sweep of [floor, until) reads: to the k-th oldest log in progress before
+    ``floor`` when the pages that adds (estimated from ``density``), plus a lookup for each of the
+    k older ones, are fewest (reading on is free while the density is not known)."""
+    older = sorted(created for created in charges.open.values() if created < floor)
+    base = math.ceil(charges.density * (until - floor) / page_size)
+    best, cost = floor, len(older)
+    for k, created in enumerate(older):
+        pages = math.ceil(charges.density * (until - created) / page_size) - base + k
+        if pages < cost:
+            best, cost = created, pages
+    return best
+
+
+def stale(charges: Charges) -> list[str]:
+    """The logs in progress the forward sweep under way does not reach, oldest first: each is
+    looked up by id (one request) instead."""
+    floor = charges.sweep.floor if charges.sweep else math.inf
+    return sorted(
+        (lid for lid, created in charges.open.items() if created < floor), key=charges.open.__getitem__
+    )
 
 
 def shrink(sweep: Sweep) -> Sweep:
@@ -201,10 +231,10 @@ def _advance(sweep: Sweep, start: float) -> Sweep | None:
 class _Pass:
     """Mutable working copy of :class:`Charges` while one slice is applied."""
 
-    def __init__(self, charges: Charges, billing: Billing, latest: float) -> None:
+    def __init__(self, charges: Charges, billing: Billing) -> None:
         self.c, self.billing = charges, billing
-        self.latest = latest  # remembered as the creation time of a log without one: the slice's end
         self.ledger = charges.ledger
+        self.backfilled = Ledger(charges.ledger.month, 0.0, dict(charges.backfilled))
         self.dollars = {kind: dict(d) for kind, d in charges.dollars.items()}
         self.logs, self.skipped = dict(charges.logs), dict(charges.skipped)
         self.descriptions = dict.fromkeys(charges.descriptions)
@@ -231,10 +261,24 @@ class _Pass:
         ended = log.ended_ts
         if lid in self.open or (ended is not None and ended > self.c.since - TIMESTAMP_RESOLUTION):
             self.open.pop(lid, None)
-            self.counted[lid] = created if log.created_at is not None else self.latest
+            self.counted[lid] = created
             self.count(log, ended)
         elif backfill and ended is not None and log.invalid_reason() is None and log.charge:
-            self.ledger = book(self.ledger, ended, log.charge, self.billing.timezone)
+            self.backfilled = book(self.backfilled, ended, log.charge, self.billing.timezone)
+
+    def result(self) -> Charges:
+        return replace(
+            self.c,
+            ledger=self.ledger,
+            backfilled=self.backfilled.days,
+            dollars=self.dollars,
+            logs=self.logs,
+            skipped=self.skipped,
+            descriptions=tuple(self.descriptions),
+            open=self.open,
+            counted=self.counted,
+            charged=self.charged,
+        )
 
     def count(self, log: VideoLog, ended: float | None) -> None:
         reason = log.invalid_reason()
@@ -270,14 +314,14 @@ def apply_slice(
     sweep = charges.backfill if backfill else charges.sweep
     assert sweep is not None
     start, end = sweep.next_slice()
-    work = _Pass(charges, billing, end)
+    work = _Pass(charges, billing)
     seen: set[str] = set()
     for log in logs:
         created = log.created_ts
-        if created is not None and not start <= created < end:
-            continue  # outside the slice: the API's filter may include its bounds
+        if not start <= created < end or log.id in seen:
+            continue  # outside the slice (the API's filter may include its bounds), or listed twice
         seen.add(log.id)
-        work.take(log, start if created is None else created, backfill)
+        work.take(log, created, backfill)
     for lid in malformed:  # skipped once per id; a log in progress stays watched
         if lid is not None and (lid in work.counted or lid in work.open):
             seen.add(lid)
@@ -291,36 +335,56 @@ def apply_slice(
         if start <= created < end and lid not in seen:
             del work.open[lid]
     after = _advance(sweep, start)
-    new = replace(
-        charges,
-        ledger=work.ledger,
-        dollars=work.dollars,
-        logs=work.logs,
-        skipped=work.skipped,
-        descriptions=tuple(work.descriptions),
-        open=work.open,
-        counted=work.counted,
-        charged=work.charged,
-    )
+    new = work.result()
+    if not backfill:
+        new = replace(new, density=len(seen) / max(end - start, TIMESTAMP_RESOLUTION))
     if backfill:
         if after is None:  # the month is read back: the charges figures are complete
-            complete = min(new.ledger.complete_since, sweep.floor + BACKFILL_MARGIN)
-            return replace(new, backfill=None, ledger=replace(new.ledger, complete_since=complete))
+            return _backfilled(new, sweep.floor + BACKFILL_MARGIN)
         return replace(new, backfill=after)
     if after is not None:
         return replace(new, sweep=after)
-    return _finish(new, sweep, billing.lookback)
+    return _finish(new, sweep, billing)
 
 
-def _finish(charges: Charges, sweep: Sweep, lookback: float) -> Charges:
-    """``charges`` after a whole forward sweep: its dedupe memory bounded by what a later sweep
-    (or the backfill) can still list again."""
+def _backfilled(charges: Charges, month: float) -> Charges:
+    """``charges`` once the month is read back: what the backfill found joins the figures, which
+    are complete from then on (held apart until then, so that the projection's rate, taken from
+    the counting start while incomplete, has only what was counted since)."""
+    days = dict(charges.ledger.days)
+    for day, dollars in charges.backfilled.items():
+        days[day] = days.get(day, 0.0) + dollars
+    ledger = Ledger(charges.ledger.month, min(charges.ledger.complete_since, month), days)
+    return replace(charges, ledger=ledger, backfill=None, backfilled={})
+
+
+def apply_lookups(
+    charges: Charges, found: Mapping[str, VideoLog | None], malformed: Iterable[str], billing: Billing
+) -> Charges:
+    """Fold the logs in progress looked up by id (:func:`stale`): None when the API no longer has
+    one; a malformed answer stops the watch, skipped as ``malformed``."""
+    work = _Pass(charges, billing)
+    for lid, log in found.items():
+        if log is None:
+            work.open.pop(lid, None)
+        else:
+            work.take(log, charges.open.get(lid, log.created_ts), False)
+    for lid in malformed:
+        if lid in work.open:
+            work.counted[lid] = work.open.pop(lid)
+            work.skipped["malformed"] = work.skipped.get("malformed", 0) + 1
+    return work.result()
+
+
+def _finish(charges: Charges, sweep: Sweep, billing: Billing) -> Charges:
+    """``charges`` after a whole forward sweep, its dedupe memory bounded by what a later sweep can
+    still list again: from where the next one will begin (or the backfill, while it runs)."""
     read = sweep.began
-    floor: float = math.floor(min(read - lookback, *charges.open.values(), read))  # as start_sweep's
+    horizon = math.floor(_reach(read - billing.lookback, read, charges, billing.page_size))
     if charges.backfill is not None:
-        floor = min(floor, charges.backfill.floor)
-    counted = {lid: created for lid, created in charges.counted.items() if created >= floor}
-    return replace(charges, read=read, sweep=None, counted=counted)
+        horizon = min(horizon, math.floor(charges.backfill.floor))
+    counted = {lid: created for lid, created in charges.counted.items() if created >= horizon}
+    return replace(charges, read=read, sweep=None, counted=counted, horizon=horizon)
 
 
 def reconcile(charges: Charges, now: float, tolerance: float) -> tuple[Charges, list[Mismatch]]:

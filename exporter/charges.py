@@ -1,6 +1,7 @@
 """Reads the video logs (``charges.enabled``) within what is left of a poll's request budget.
 
-Every ``charges.interval`` a forward sweep begins (see :mod:`.bill`); each poll reads its slices,
+Every ``charges.interval`` a forward sweep begins (see :mod:`.bill`), and the logs in progress too
+old for it are looked up by id (``GET /api/video/logs/{id}``); each poll reads the sweep's slices,
 newest first, then the backfill's, while the budget lasts. A slice is read whole (all pages) or
 not at all: one that runs out of budget is read again, half as long, by a later poll. A failed
 read (after its retries) leaves the sweep for a later poll without failing the poll.
@@ -16,10 +17,10 @@ from datetime import UTC, datetime
 from msgspec.structs import replace
 
 from .api import ApiClient, ApiError
-from .bill import Billing, Charges, Sweep, apply_slice, shrink, start_sweep
+from .bill import Billing, Charges, Sweep, apply_lookups, apply_slice, shrink, stale, start_sweep
 from .config import Config
 from .economy import Budget
-from .models import VideoLog
+from .models import InvalidResponse, VideoLog
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ class ChargeReader:
     ) -> tuple[Charges, int]:
         """``charges`` after this poll's reads; 1 when a forward sweep is left unfinished, else 0."""
         if charges.sweep is None and (charges.read is None or started - charges.read >= self.interval):
-            charges = start_sweep(charges, started, tracked, self.billing.lookback)
+            charges = start_sweep(charges, started, tracked, self.billing)
+            charges = self._look_up(charges, deadline, budget)
         for backfill in (False, True):
             while (sweep := charges.backfill if backfill else charges.sweep) is not None:
                 if budget.left() <= 0:  # nothing tried: the same slice next time
@@ -53,6 +55,25 @@ class ChargeReader:
                 logs, malformed = slice_read
                 charges = apply_slice(charges, backfill, logs, malformed, started, self.billing)
         return charges, 0
+
+    def _look_up(self, charges: Charges, deadline: float, budget: Budget) -> Charges:
+        """Look up the logs in progress too old for the sweep, oldest first, while the budget
+        lasts (those left wait for the next sweep); a failed read leaves the rest too."""
+        found: dict[str, VideoLog | None] = {}
+        malformed: list[str] = []
+        for lid in stale(charges):
+            if budget.left() <= 0:
+                break
+            try:
+                found[lid] = self.client.get_log(lid, deadline)
+            except InvalidResponse:
+                malformed.append(lid)
+            except ApiError as exc:
+                log.warning(
+                    "space %s: looking up video log %s failed (%s): %s", self.name, lid, exc.reason, exc
+                )
+                break
+        return apply_lookups(charges, found, malformed, self.billing) if found or malformed else charges
 
     def _slice(
         self, sweep: Sweep, deadline: float, budget: Budget

@@ -60,9 +60,11 @@ def month_end(ts: float, tz: str) -> float:
 
 def book(ledger: Ledger, ended: float, dollars: float, tz: str) -> Ledger:
     """``ledger`` with ``dollars`` on the local day ``ended`` falls in, when that is in its month."""
+    first = date.fromisoformat(ledger.month + "-01")
+    after = (first + timedelta(days=31)).replace(day=1)
+    if not dollars or not _start(first, tz) <= ended < _start(after, tz):  # compared first: a year
+        return ledger  # 9999 end has no local date in some time zones
     day = _local(ended, tz).strftime("%Y-%m-%d")
-    if not day.startswith(ledger.month) or not dollars:
-        return ledger
     return replace(ledger, days={**ledger.days, day: ledger.days.get(day, 0.0) + dollars})
 
 

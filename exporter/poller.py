@@ -67,6 +67,7 @@ class SpacePoller:
                 tolerance=config.charges.tolerance,
                 descriptions_max=config.charges.descriptions_max,
                 lookback=config.poll.lookback,
+                page_size=config.poll.page_size,
             ),
         )
         self.enricher = Enricher(space.name, config, self.client)

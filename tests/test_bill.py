@@ -20,14 +20,16 @@ from exporter.bill import (
     Cost,
     Sweep,
     add_sessions,
+    apply_lookups,
     apply_slice,
     new_bill,
     reconcile,
     roll,
     shrink,
+    stale,
     start_sweep,
 )
-from exporter.ledger import Ledger, figures, month_end, month_key, period_start
+from exporter.ledger import Ledger, book, figures, month_end, month_key, period_start
 from exporter.models import VideoLog
 
 TZ = "America/New_York"  # DST ends on Sunday 2026-11-01 at 02:00 local (06:00 UTC)
@@ -142,7 +144,10 @@ def test_logs_are_counted_once_when_completed_after_counting_began_or_seen_in_pr
     second = [
         video_log("running", "2026-11-18T07:00:00Z", "2026-11-18T10:02:00Z", charge_details=None),
         video_log("late", "2026-11-18T08:00:00Z", "2026-11-18T10:00:05Z"),  # again: not twice
-        msgspec.convert({"id": "null-open", "discarded_at": "2026-11-18T10:03:00Z"}, VideoLog),
+        msgspec.convert(
+            {"id": "null-open", "discarded_at": "2026-11-18T10:03:00Z", "created_at": "2026-11-18T09:00:00Z"},
+            VideoLog,
+        ),
     ]
     charges = apply_slice(sweeping(charges), False, second, ["garbled"], since + 240, BILLING)
     assert charges.logs == {"room_session": 4}
@@ -186,7 +191,7 @@ def test_a_slice_drops_open_logs_it_no_longer_lists_and_ignores_logs_outside_it(
 def test_a_forward_sweep_reaches_back_to_open_logs_and_prunes_what_it_cannot_list_again() -> None:
     since = ts("2026-11-18T10:00:00+00:00")
     charges = Charges(since, Ledger("2026-11", since))
-    charges = start_sweep(charges, since + 30, [since - 500.0], 60.0)
+    charges = start_sweep(charges, since + 30, [since - 500.0], BILLING)
     assert charges.sweep == Sweep(
         since - 500, since + 31, 531.0, since + 30
     )  # first: the oldest session in progress
@@ -194,8 +199,9 @@ def test_a_forward_sweep_reaches_back_to_open_logs_and_prunes_what_it_cannot_lis
         charges, False, [video_log("a", "2026-11-18T09:59:50Z", "2026-11-18T10:00:10Z")], [], 0, BILLING
     )
     assert done.sweep is None and done.read == since + 30
-    later = start_sweep(replace_open(done, {"o": since - 1000}), since + 400, [since - 9999], 60.0)
-    assert later.sweep == Sweep(since - 1000, since + 401, 1401.0, since + 400)
+    later = start_sweep(replace_open(done, {"o": since - 1000}), since + 400, [since - 9999], BILLING)
+    assert later.sweep == Sweep(since - 30, since + 401, 431.0, since + 400)  # never below its horizon
+    assert stale(later) == ["o"]
     pruned = apply_slice(replace_open(later, {}), False, [], [], 0, BILLING)
     assert done.counted == {"a": since - 10}  # kept while a sweep from read - lookback lists it
     assert pruned.counted == {}  # not once no later sweep can reach it
@@ -205,7 +211,7 @@ def test_a_forward_sweep_reaches_back_to_open_logs_and_prunes_what_it_cannot_lis
 
 def test_a_sweep_read_in_several_slices_reads_on_from_where_it_began() -> None:
     since = ts("2026-11-18T10:00:00+00:00")
-    charges = start_sweep(Charges(since, Ledger("2026-11", since)), since + 30, [since - 7200.0], 60.0)
+    charges = start_sweep(Charges(since, Ledger("2026-11", since)), since + 30, [since - 7200.0], BILLING)
     assert charges.sweep is not None
     charges = msgspec.structs.replace(charges, sweep=shrink(shrink(charges.sweep)))  # out of budget twice
     slices = 0
@@ -240,6 +246,64 @@ def test_backfill_books_logs_completed_before_counting_began_and_counts_the_late
     assert charges.logs == {"room_session": 1} and set(charges.open) == {"open"}
     assert charges.skipped == {}  # the backfill counts no skips: its logs are not the counters'
     assert figures(charges.ledger, since + 60, TZ).periods == {"day": (2.0, True), "month": (3.0, True)}
+
+
+def test_the_backfill_joins_the_figures_only_once_finished_and_reads_a_duplicate_once() -> None:
+    billing = Billing(timezone=TZ, charges=True)
+    since = ts("2026-11-18T10:00:00+00:00")
+    bill = new_bill(since, since, billing)
+    assert bill.charges is not None and bill.charges.backfill is not None
+    charges = msgspec.structs.replace(bill.charges, backfill=shrink(bill.charges.backfill))  # two slices
+    old = video_log("old", "2026-11-17T23:00:00Z", "2026-11-18T09:30:00Z")
+    charges = apply_slice(charges, True, [old, old], [], since, billing)  # listed twice: booked once
+    assert charges.backfill is not None and charges.backfilled == {"2026-11-18": 1.0}
+    assert charges.ledger.days == {}  # held apart: the projection's rate is taken since counting began
+    assert figures(charges.ledger, since + 60, TZ).periods["day"] == (0.0, False)
+    charges = apply_slice(charges, True, [], [], since, billing)
+    assert (
+        charges.backfill is None and charges.backfilled == {} and charges.ledger.days == {"2026-11-18": 1.0}
+    )
+    assert figures(charges.ledger, since + 60, TZ).periods["day"] == (1.0, True)
+
+
+def test_counting_from_the_first_second_of_a_month_needs_no_backfill() -> None:
+    month = ts("2026-11-01T00:00:00-04:00")
+    bill = new_bill(month + 0.5, month + 0.5, Billing(timezone=TZ, charges=True))
+    assert bill.charges is not None and bill.charges.backfill is None
+    assert figures(bill.charges.ledger, month + 60, TZ).periods["month"] == (0.0, True)
+
+
+def test_an_end_time_without_a_local_date_is_in_no_month() -> None:
+    tz = "Australia/Sydney"  # 9999-12-31T23:00Z is in the year 10000 there
+    ledger = Ledger("2026-11", 0.0)
+    assert book(ledger, ts("9999-12-31T23:00:00+00:00"), 1.0, tz) == ledger
+    charges = charges_since(ts("2026-11-18T00:00:00Z"))
+    far = video_log("far", "2026-11-18T08:00:00Z", "9999-12-31T23:00:00Z")
+    charges = apply_slice(charges, False, [far], [], 0.0, Billing(timezone=tz, charges=True))
+    assert charges.logs == {"room_session": 1} and charges.ledger.days == {}
+
+
+def test_a_sweep_reaches_back_to_logs_in_progress_while_cheaper_than_looking_them_up() -> None:
+    since = ts("2026-11-18T10:00:00+00:00")
+    open_logs = {"ancient": since - 100_000, "old": since - 5000, "bad": since - 4000, "recent": since - 900}
+    charges = Charges(since, Ledger("2026-11", since), open=open_logs, read=since - 60, density=1.0)
+    charges = start_sweep(charges, since, [], BILLING)  # 1 log a second, 1,000 a page
+    assert charges.sweep is not None and charges.sweep.floor == since - 900  # 0 more pages, 3 lookups
+    assert stale(charges) == ["ancient", "old", "bad"]  # oldest first
+    unknown = msgspec.structs.replace(charges, density=0.0, sweep=None)
+    assert start_sweep(unknown, since, [], BILLING).sweep == Sweep(
+        since - 100_000, since + 1, 100_001.0, since
+    )
+    done = video_log("old", "2026-11-18T08:36:40Z", "2026-11-18T09:59:30Z")
+    charges = apply_lookups(charges, {"old": done, "ancient": None}, ["bad"], BILLING)
+    assert charges.open == {"recent": since - 900} and charges.logs == {"room_session": 1}
+    assert charges.skipped == {"malformed": 1} and set(charges.counted) == {"old", "bad"}
+    # Done with that sweep, it forgets what the next one cannot list again, and never goes back.
+    recent = video_log("recent", "2026-11-18T09:45:00Z")  # still in progress
+    charges = apply_slice(charges, False, [recent], [], since, BILLING)
+    assert charges.horizon == since - 900 and charges.counted == {}
+    charges = msgspec.structs.replace(charges, open={"found-late": since - 3000, **charges.open}, density=0.0)
+    assert start_sweep(charges, since + 300, [], BILLING).sweep.floor == since - 900  # type: ignore[union-attr]
 
 
 def test_a_new_month_ends_the_backfill_of_the_last() -> None:
