@@ -307,13 +307,15 @@ def apply_slice(
     backfill: bool,
     logs: Iterable[VideoLog],
     malformed: Iterable[str | None],
-    started: float,
     billing: Billing,
+    start: float | None = None,
 ) -> Charges:
-    """Fold the logs of one slice of a sweep (the forward one, or the backfill), read whole."""
+    """Fold the logs of one slice of a sweep (the forward one, or the backfill), read whole; or of
+    its newer part from ``start``, when only that part was read (whole)."""
     sweep = charges.backfill if backfill else charges.sweep
     assert sweep is not None
-    start, end = sweep.next_slice()
+    first, end = sweep.next_slice()
+    start = first if start is None else start
     work = _Pass(charges, billing)
     seen: set[str] = set()
     for log in logs:

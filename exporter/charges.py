@@ -17,10 +17,20 @@ from datetime import UTC, datetime
 from msgspec.structs import replace
 
 from .api import ApiClient, ApiError
-from .bill import Billing, Charges, Sweep, apply_lookups, apply_slice, shrink, stale, start_sweep
+from .bill import (
+    MIN_SLICE,
+    Billing,
+    Charges,
+    Sweep,
+    apply_lookups,
+    apply_slice,
+    shrink,
+    stale,
+    start_sweep,
+)
 from .config import Config
 from .economy import Budget
-from .models import InvalidResponse, VideoLog
+from .models import TIMESTAMP_RESOLUTION, InvalidResponse, VideoLog
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +38,12 @@ log = logging.getLogger(__name__)
 def iso(ts: float) -> str:
     """A whole-second UTC ISO 8601 datetime, as the API's date filters take it."""
     return datetime.fromtimestamp(math.floor(ts), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _resized(sweep: Sweep, start: float) -> Sweep:
+    """What is left of ``sweep`` after the newer part of its slice, from ``start``, was read: next,
+    a slice as long as that part (what fitted)."""
+    return replace(sweep, until=start, span=max(MIN_SLICE, sweep.until - start))
 
 
 class ChargeReader:
@@ -47,13 +63,13 @@ class ChargeReader:
             while (sweep := charges.backfill if backfill else charges.sweep) is not None:
                 if budget.left() <= 0:  # nothing tried: the same slice next time
                     return charges, int(charges.sweep is not None)
-                slice_read = self._slice(sweep, deadline, budget)
-                if slice_read is None:  # out of budget, or failed: a shorter slice next time
-                    if backfill:
-                        return replace(charges, backfill=shrink(sweep)), 0
-                    return replace(charges, sweep=shrink(sweep)), 1
-                logs, malformed = slice_read
-                charges = apply_slice(charges, backfill, logs, malformed, started, self.billing)
+                logs, malformed, start, whole = self._slice(sweep, deadline, budget)
+                if start is not None:
+                    charges = apply_slice(charges, backfill, logs, malformed, self.billing, start)
+                if not whole:  # out of budget, or failed: what was read whole counts, the rest waits
+                    rest = shrink(sweep) if start is None else _resized(sweep, start)
+                    charges = replace(charges, backfill=rest) if backfill else replace(charges, sweep=rest)
+                    return charges, int(charges.sweep is not None)
         return charges, 0
 
     def _look_up(self, charges: Charges, deadline: float, budget: Budget) -> Charges:
@@ -77,20 +93,29 @@ class ChargeReader:
 
     def _slice(
         self, sweep: Sweep, deadline: float, budget: Budget
-    ) -> tuple[list[VideoLog], list[str | None]] | None:
-        """Every log of the sweep's next slice, or None when its pages did not all fit or failed."""
+    ) -> tuple[list[VideoLog], list[str | None], float | None, bool]:
+        """The logs of the sweep's next slice; from where their creation times show the pages read
+        hold every log of it (the slice's start when all were read, None when no part is known
+        whole); whether all its pages were read."""
         start, end = sweep.next_slice()
         logs: list[VideoLog] = []
         malformed: list[str | None] = []
+        newest_first, oldest = True, float(end)
         pages = self.client.list_logs(deadline, iso(start - 1), iso(end))
         try:
             while budget.left() > 0:
                 try:
                     page, bad = next(pages)
                 except StopIteration:
-                    return logs, malformed
+                    return logs, malformed, start, True
+                for record in page:
+                    newest_first = newest_first and record.created_ts <= oldest
+                    oldest = min(oldest, record.created_ts)
                 logs.extend(page)
                 malformed.extend(bad)
         except ApiError as exc:
             log.warning("space %s: reading the video logs failed (%s): %s", self.name, exc.reason, exc)
-        return None
+        # Listed newest first (as the API does), the pages read hold every log created after the
+        # oldest of them: that part of the slice is read whole.
+        covered = math.floor(oldest) + TIMESTAMP_RESOLUTION
+        return logs, malformed, (covered if newest_first and start < covered < end else None), False

@@ -77,15 +77,16 @@ def test_charges_equal_ground_truth_through_faults_restarts_and_a_tight_budget(t
     state = StateFile(str(tmp_path / "state.json"), DEFAULT_DURATION_BUCKETS, clock=clock)
     faults = [(500, "respond"), (503, "respond"), (429, "respond"), (0, "reset"), (200, "truncate")]
     with FakeSpace(PROJECT, TOKEN, clock=clock) as sim:
-        for day in (2, 9, 17):  # ended this month before counting began: only the backfill finds them
-            created = clock.now - day * 86400
-            sid = sim.add_session(name=f"old-{day}", created_at=created, start_time=created)
-            sim.complete_session(sid, cost_in_dollars=1.5 * day, end_time=created + 3600)
+        for day in [2, 9, 17] + [rng.uniform(0.1, 16) for _ in range(40)]:  # ended before counting
+            created = clock.now - day * 86400  # began, some in October: only the backfill reads them
+            for room in range(3):  # created in the same second: pages end between them
+                sid = sim.add_session(name=f"old-{day}-{room}", created_at=created, start_time=created)
+                sim.complete_session(sid, cost_in_dollars=round(0.5 * day, 4), end_time=created + 3600)
         long_running = sim.add_session(
             name="marathon", created_at=clock.now - 7200, start_time=clock.now - 7200
         )
         counting_start = clock.now
-        poller = make_poller(sim, clock, state, tz, max_requests=4)
+        poller = make_poller(sim, clock, state, tz, max_requests=4, page_size=5)
         live, mismatched, deleted = [long_running], set(), set()
         restarts: Counter[str] = Counter()
         for step in range(60):
@@ -120,7 +121,7 @@ def test_charges_equal_ground_truth_through_faults_restarts_and_a_tight_budget(t
                 restarts.update(backfilling=charges.backfill is not None)
                 restarts.update(poller.deferred)
                 poller.client.close()
-                poller = make_poller(sim, clock, state, tz, max_requests=4)
+                poller = make_poller(sim, clock, state, tz, max_requests=4, page_size=5)
         for sid in live:
             sim.complete_session(sid, cost_in_dollars=1.0)
         sim.clear_faults()
@@ -150,7 +151,7 @@ def test_charges_equal_ground_truth_through_faults_restarts_and_a_tight_budget(t
     session_month = figures(bill_of(poller).sessions, clock.now, tz).periods["month"]
     assert math.isclose(session_month[0], sum(s["cost_in_dollars"] for s in sessions), abs_tol=1e-9)
     assert session_month[1] is False  # counting began after the month did, and sessions are not read back
-    assert restarts["backfilling"] > 0 and restarts["sweeping"] > 0 and restarts["open"] > 0
+    assert restarts["backfilling"] > 0 and restarts["sweeping"] > 0 and restarts["open"] > 0, restarts
     assert poller.requests.counts.get(("logs", "200"), 0) > 0
 
 
