@@ -278,8 +278,9 @@ class SessionCollector(Collector):
         )
         projected = GaugeMetricFamily(
             P + "cost_month_projected_dollars",
-            "Month-to-date cost plus the spend rate of the last 7 days times the time left in the month "
-            "(charges with charges.enabled, else sessions).",
+            "Month-to-date cost plus the spend rate of the current day and the six before it (within the "
+            "month and the complete figure) times the time left in the month (charges with charges.enabled, "
+            "else sessions).",
             labels=["space"],
         )
         now, tz = self.clock(), self.config.billing.timezone
