@@ -3,8 +3,9 @@ cost, and the day and month figures in ``billing.timezone``.
 
 Pure functions of immutable values, like :mod:`.state`; the reads are :mod:`.charges`'s. The
 logs are read by creation time (the only filter the API has) in *sweeps*: a sweep covers a range
-of creation times in slices, newest first, each slice read whole (all pages) or not at all, so a
-range too large for one poll's request budget is finished by later polls.
+of creation times in slices, newest first, each applied once read whole (all its pages, or the
+newer part of it they hold whole), so a range too large for one poll's request budget is
+finished by later polls.
 
 - The *forward* sweep, every ``charges.interval``, covers the logs created since the previous
   one (less ``poll.lookback``) and back to the oldest log still in progress (first: back to the

@@ -2,9 +2,10 @@
 
 Every ``charges.interval`` a forward sweep begins (see :mod:`.bill`), and the logs in progress too
 old for it are looked up by id (``GET /api/video/logs/{id}``); each poll reads the sweep's slices,
-newest first, then the backfill's, while the budget lasts. A slice is read whole (all pages) or
-not at all: one that runs out of budget is read again, half as long, by a later poll. A failed
-read (after its retries) leaves the sweep for a later poll without failing the poll.
+newest first, then the backfill's, while the budget lasts. A slice counts once read whole (all
+pages); one cut short (budget, or a failed read) counts for the newer part its pages hold whole,
+and a later poll goes on from there. A failed read (after its retries) leaves the sweep for a
+later poll without failing the poll.
 """
 
 from __future__ import annotations
