@@ -8,10 +8,10 @@ newer part of it they hold whole), so a range too large for one poll's request b
 finished by later polls.
 
 - The *forward* sweep, every ``charges.interval``, covers the logs created since the previous
-  one (less ``poll.lookback``) and back to the oldest log still in progress (first: back to the
-  oldest session in progress). A completed log is counted once (by id) when it is completed
-  after counting began (``since``), or was seen in progress: the counters, the ``charges``
-  figures and the reconciliation take it.
+  one (less ``poll.lookback``; the first: back to the oldest session in progress), and back to
+  the logs still in progress while that costs fewer pages than looking them up by id. A
+  completed log is counted once (by id) when it is completed after counting began (``since``),
+  or was seen in progress: the counters, the ``charges`` figures and the reconciliation take it.
 - The *backfill* sweep, at a first start after the month began, covers the month (and a day
   before it, for logs created then and completed in it). The logs it finds completed before
   counting began feed only the ``charges`` figures, which are complete once it has finished.
@@ -29,7 +29,7 @@ from typing import Annotated
 import msgspec
 from msgspec.structs import replace
 
-from .ledger import Dollars, Ledger, book, month_key, period_start
+from .ledger import Amount, Count, Ledger, book, month_key, period_start
 from .models import IN_PROGRESS, TIMESTAMP_RESOLUTION, VideoLog
 from .snapshot import OTHER_ROOM, UNKNOWN
 
@@ -38,8 +38,6 @@ RECONCILE_WINDOW = 86400.0  # a session and its log that are not both counted wi
 MIN_SLICE = TIMESTAMP_RESOLUTION  # the smallest slice a sweep reads: one second of creation times
 DETAIL_SLACK = 0.00005  # dollars: half the API's 4-decimal resolution
 WATCHED = (IN_PROGRESS, None)  # statuses of logs not completed yet (another status is not watched)
-
-Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
 
 
 @dataclass(frozen=True)
@@ -87,11 +85,11 @@ class Charges(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     since: float  # counting start of the logs
     ledger: Ledger
-    dollars: dict[str, dict[str, Dollars]] = msgspec.field(default_factory=dict)  # type -> description
+    dollars: dict[str, dict[str, Amount]] = msgspec.field(default_factory=dict)  # type -> description
     logs: dict[str, Count] = msgspec.field(default_factory=dict)  # by type
     skipped: dict[str, Count] = msgspec.field(default_factory=dict)
     mismatches: Count = 0
-    mismatch_dollars: Dollars = 0.0
+    mismatch_dollars: Amount = 0.0
     descriptions: tuple[str, ...] = ()  # label slots, first come first served
     open: dict[str, float] = msgspec.field(default_factory=dict)  # in progress: log id -> created
     counted: dict[str, float] = msgspec.field(default_factory=dict)  # dedupe memory: id -> created
@@ -100,7 +98,7 @@ class Charges(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     density: float = 0.0  # logs per second of creation time, in the latest forward slice
     sweep: Sweep | None = None  # the forward sweep under way
     backfill: Sweep | None = None
-    backfilled: dict[str, Dollars] = msgspec.field(default_factory=dict)  # its dollars by day, so far
+    backfilled: dict[str, Amount] = msgspec.field(default_factory=dict)  # its dollars by day, so far
     costs: dict[str, Cost] = msgspec.field(default_factory=dict)  # by room session id
     charged: dict[str, Charged] = msgspec.field(default_factory=dict)  # by room session id
 
@@ -164,16 +162,14 @@ def add_sessions(
 ) -> Bill:
     """Book the sessions a poll counted (id, cost, end); ``gap``: the latest end time of a session
     it could not count (0: none), before which the figures are incomplete."""
-    ledger, costs = bill.sessions, None
-    if bill.charges is not None:
-        costs = dict(bill.charges.costs)
-    for sid, dollars, ended in counted:
+    ledger, charges, counted = bill.sessions, bill.charges, list(counted)
+    for _, dollars, ended in counted:
         ledger = book(ledger, ended, dollars, billing.timezone)
-        if costs is not None:
-            costs[sid] = Cost(dollars, ended)
     if gap:
         ledger = replace(ledger, complete_since=max(ledger.complete_since, gap + TIMESTAMP_RESOLUTION))
-    charges = bill.charges if costs is None or bill.charges is None else replace(bill.charges, costs=costs)
+    if charges is not None and counted:  # kept to be compared with their logs
+        costs = {**charges.costs, **{sid: Cost(dollars, ended) for sid, dollars, ended in counted}}
+        charges = replace(charges, costs=costs)
     return Bill(ledger, charges)
 
 
@@ -186,7 +182,7 @@ def start_sweep(charges: Charges, started: float, tracked: Iterable[float], bill
     that costs fewer pages than looking them up one by one (:func:`stale`)."""
     floor = (charges.read if charges.read is not None else charges.since) - billing.lookback
     if charges.read is None:
-        floor = min(floor, *tracked, floor)
+        floor = min([floor, *tracked])
     floor = _reach(floor, started, charges, billing.page_size)
     if charges.horizon is not None:
         floor = max(floor, charges.horizon)
@@ -339,12 +335,11 @@ def apply_slice(
             del work.open[lid]
     after = _advance(sweep, start)
     new = work.result()
-    if not backfill:
-        new = replace(new, density=len(seen) / max(end - start, TIMESTAMP_RESOLUTION))
     if backfill:
         if after is None:  # the month is read back: the charges figures are complete
             return _backfilled(new, sweep.floor + BACKFILL_MARGIN)
         return replace(new, backfill=after)
+    new = replace(new, density=len(seen) / max(end - start, TIMESTAMP_RESOLUTION))
     if after is not None:
         return replace(new, sweep=after)
     return _finish(new, sweep, billing)
@@ -392,8 +387,12 @@ def _finish(charges: Charges, sweep: Sweep, billing: Billing) -> Charges:
 
 def reconcile(charges: Charges, now: float, tolerance: float) -> tuple[Charges, list[Mismatch]]:
     """Compare each room session counted with its log; forget either one after RECONCILE_WINDOW."""
+    horizon = now - RECONCILE_WINDOW
     both = charges.costs.keys() & charges.charged.keys()
-    if not both and not _expired(charges, now):
+    gone = {
+        sid for waiting in (charges.costs, charges.charged) for sid, w in waiting.items() if w.ended < horizon
+    }
+    if not both and not gone:
         return charges, []
     mismatches: list[Mismatch] = []
     dollars = charges.mismatch_dollars
@@ -403,21 +402,12 @@ def reconcile(charges: Charges, now: float, tolerance: float) -> tuple[Charges, 
         if difference > tolerance:
             mismatches.append(Mismatch(sid, log.log_id, cost.dollars, log.dollars))
             dollars += difference
-    horizon = now - RECONCILE_WINDOW
-    costs = {sid: c for sid, c in charges.costs.items() if sid not in both and c.ended >= horizon}
-    charged = {sid: c for sid, c in charges.charged.items() if sid not in both and c.ended >= horizon}
+    done = both | gone
     new = replace(
         charges,
-        costs=costs,
-        charged=charged,
+        costs={sid: c for sid, c in charges.costs.items() if sid not in done},
+        charged={sid: c for sid, c in charges.charged.items() if sid not in done},
         mismatches=charges.mismatches + len(mismatches),
         mismatch_dollars=dollars,
     )
     return new, mismatches
-
-
-def _expired(charges: Charges, now: float) -> bool:
-    horizon = now - RECONCILE_WINDOW
-    return any(c.ended < horizon for c in charges.costs.values()) or any(
-        c.ended < horizon for c in charges.charged.values()
-    )

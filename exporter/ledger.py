@@ -16,7 +16,9 @@ from msgspec.structs import replace
 
 PROJECTION_DAYS = 7  # the spend rate of the projection: the current day and the six before it
 
-Dollars = Annotated[float, msgspec.Meta(ge=0)]
+# The values the state file stores (bill and counters), checked when it is read back.
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]  # le: exact as a float, as it is exported
+Amount = Annotated[float, msgspec.Meta(ge=0)]  # finite: JSON has no infinities or NaN
 
 
 class Ledger(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -28,7 +30,7 @@ class Ledger(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     month: str
     complete_since: float
-    days: dict[str, Dollars] = msgspec.field(default_factory=dict)
+    days: dict[str, Amount] = msgspec.field(default_factory=dict)
 
 
 # --- calendar -----------------------------------------------------------------------------------
@@ -52,17 +54,21 @@ def period_start(period: str, ts: float, tz: str) -> float:
     return _start(day if period == "day" else day.replace(day=1), tz)
 
 
+def _next_month(first: date) -> date:
+    return (first + timedelta(days=31)).replace(day=1)
+
+
 def month_end(ts: float, tz: str) -> float:
     """Start (epoch) of the local month after the one that holds ``ts``."""
-    first = _local(ts, tz).date().replace(day=1)
-    return _start((first + timedelta(days=31)).replace(day=1), tz)
+    return _start(_next_month(_local(ts, tz).date().replace(day=1)), tz)
 
 
 def book(ledger: Ledger, ended: float, dollars: float, tz: str) -> Ledger:
     """``ledger`` with ``dollars`` on the local day ``ended`` falls in, when that is in its month."""
     first = date.fromisoformat(ledger.month + "-01")
-    after = (first + timedelta(days=31)).replace(day=1)
-    if not dollars or not _start(first, tz) <= ended < _start(after, tz):  # compared first: a year
+    if not dollars or not _start(first, tz) <= ended < _start(
+        _next_month(first), tz
+    ):  # compared first: a year
         return ledger  # 9999 end has no local date in some time zones
     day = _local(ended, tz).strftime("%Y-%m-%d")
     return replace(ledger, days={**ledger.days, day: ledger.days.get(day, 0.0) + dollars})

@@ -20,11 +20,12 @@ import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
 from .bill import Bill
+from .ledger import Amount, Count
 from .snapshot import (
     DEFAULT_MEMBER_BUCKETS,
     DEFAULT_UTILIZATION_BUCKETS,
@@ -39,8 +40,6 @@ from .state import Accounting, MembersDue, RecordingsDue
 log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]  # le: exact as a float, as it is exported
-Amount = Annotated[float, msgspec.Meta(ge=0)]  # finite: JSON has no infinities or NaN
 T = TypeVar("T")
 
 
@@ -144,7 +143,8 @@ _COUNTER_TYPES = {
 _space_decoder = msgspec.json.Decoder(_Space)
 # Entries of a space that can be dropped alone: each costs only requests (room_ids: GET tells a
 # vanished session's room), the members/recordings of a few sessions, or the bill (it starts
-# anew: its counters from zero, its figures incomplete until the next month).
+# anew: its counters from zero, the sessions' figures incomplete until the next month, the
+# charges' until the month is read back).
 _OPTIONAL: dict[str, Any] = {
     "room_ids": dict[str, str],
     "members_due": dict[str, MembersDue],
