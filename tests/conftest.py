@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -16,6 +17,14 @@ from exporter.config import PollConfig, SpaceConfig
 from .support.fake_api import FakeSpace
 
 PROJECT, TOKEN = "project-1", "tok-test-5ecret"
+
+
+def page(*records: object, next_link: str | None = None) -> bytes:
+    """A list endpoint's JSON page of ``records``, with ``links.next`` when given."""
+    links: dict[str, str] = {"self": "/x", "first": "/x"}
+    if next_link:
+        links["next"] = next_link
+    return json.dumps({"links": links, "data": list(records)}).encode()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ rules the bill relies on (kind, session id, completed, validity)."""
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -12,6 +11,8 @@ import msgspec
 import pytest
 
 from exporter.models import MAX_COST, ChargeDetail, InvalidResponse, VideoLog, decode_logs_page
+
+from .conftest import page
 
 T0 = datetime(2026, 11, 18, 11, 6, 40, tzinfo=UTC)
 SESSION = "a1b2c3d4-5e6f-7890-abcd-ef1234567890"
@@ -37,13 +38,6 @@ DISCARDED = {
     "discarded_at": "2026-11-18T12:00:00Z",
     "created_at": "2026-11-18T11:06:40Z",
 }
-
-
-def page(*records: object, next_link: str | None = None) -> bytes:
-    links: dict[str, str] = {"self": "/x", "first": "/x"}
-    if next_link:
-        links["next"] = next_link
-    return json.dumps({"links": links, "data": list(records)}).encode()
 
 
 def log(**fields: Any) -> VideoLog:

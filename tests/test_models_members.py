@@ -3,7 +3,6 @@ validity rules that keep a bad record out of the counters."""
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,8 @@ from exporter.models import (
     decode_members_page,
     decode_recordings_page,
 )
+
+from .conftest import page
 
 T0 = datetime(2026, 11, 18, 11, 6, 40, tzinfo=UTC)
 MEMBER = {
@@ -45,13 +46,6 @@ RECORDING = {
     "created_at": "2026-11-18T11:06:40Z",
     "updated_at": "2026-11-18T11:09:10Z",
 }
-
-
-def page(*records: object, next_link: str | None = None) -> bytes:
-    links: dict[str, str] = {"self": "/x", "first": "/x"}
-    if next_link:
-        links["next"] = next_link
-    return json.dumps({"links": links, "data": list(records)}).encode()
 
 
 def test_a_members_page_decodes_exactly() -> None:
