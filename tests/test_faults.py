@@ -294,8 +294,11 @@ def test_a_session_flipping_back_to_in_progress_is_never_counted_twice(sim: Fake
     sid = sim.add_session(created_at=now - 5, start_time=now - 5)
     exporter = Exporter(sim, lookback=1.0)
     assert exporter.poll()
-    sim.complete_session(sid, cost_in_dollars=1.0, end_time=now)
+    # ended just before the poll that counts it, so the memory holds it for the lookback
+    # however long the first poll took (a slow machine let it expire before the reopening)
+    sim.complete_session(sid, cost_in_dollars=1.0, end_time=time.time())
     assert exporter.poll()
+    assert sid in exporter.poller.accounting.counted
     v = exporter.value
     assert v("signalwire_video_room_sessions_completed_total", **qf("720p", "30")) == 1
     sim.reopen_session(sid)
