@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from types import FrameType
 
@@ -38,6 +38,7 @@ from .simulator import SimulatedSpace
 from .snapshot import Snapshots, SpaceSnapshot
 from .state import Accounting
 from .statefile import StateFile, check_state_path
+from .transport import environment_proxy
 from .webconfig import WebConfig, load_web_config, wrap_app
 
 log = logging.getLogger("exporter")
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.web_config_file:
             config = replace(config, web_config_file=args.web_config_file)
         web = load_web_config(config.web_config_file) if config.web_config_file else WebConfig()
+        _check_proxies(config.spaces)
     except ConfigError as exc:
         for error in exc.errors:
             print(f"config error: {error}", file=sys.stderr)
@@ -136,6 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if demo is not None:
             demo.stop()
+
+
+def _check_proxies(spaces: Iterable[SpaceConfig]) -> None:
+    """Raise ConfigError when the environment sets a proxy for a space that cannot be used."""
+    errors = []
+    for i, space in enumerate(spaces):
+        try:
+            environment_proxy(space.base_url)
+        except ValueError as exc:
+            errors.append(f"spaces[{i}]: {exc}")
+    if errors:
+        raise ConfigError(errors)
 
 
 def _permission_warnings(config: Config, web: WebConfig) -> list[str]:

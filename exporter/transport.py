@@ -11,6 +11,7 @@ and ``NO_PROXY`` are honoured, and the proxied connections have the same deadlin
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import socket
 import ssl
@@ -109,13 +110,36 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         raise error
 
 
-def _environment_proxy(url: httpx.URL) -> httpx.Proxy | None:
-    """The proxy ``HTTP_PROXY``, ``HTTPS_PROXY`` or ``ALL_PROXY`` sets for ``url``, unless NO_PROXY."""
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def environment_proxy(origin: str) -> httpx.Proxy | None:
+    """The proxy ``HTTP_PROXY``, ``HTTPS_PROXY`` or ``ALL_PROXY`` sets for ``origin``, unless NO_PROXY
+    matches it or it is a loopback host (as in Go's exporters: the demo's space is never proxied).
+
+    Raises ValueError, without the proxy's address (it may hold a password), when it is not
+    an ``http://`` or ``https://`` proxy URL.
+    """
+    url = httpx.URL(origin)
     proxies = urllib.request.getproxies()
     value = proxies.get(url.scheme) or proxies.get("all")
-    if not value or urllib.request.proxy_bypass(url.host):
+    if not value or _loopback(url.host) or urllib.request.proxy_bypass(url.host):
         return None
-    return httpx.Proxy(value if "://" in value else f"http://{value}")
+    variable = f"{'ALL' if url.scheme not in proxies else url.scheme.upper()}_PROXY"
+    try:
+        proxy_url = httpx.URL(value if "://" in value else f"http://{value}")
+    except httpx.InvalidURL as exc:
+        raise ValueError(f"{variable} for {origin} is not a valid URL ({exc})") from None
+    if proxy_url.scheme not in ("http", "https"):
+        raise ValueError(
+            f"{variable} for {origin} is a {proxy_url.scheme!r} proxy: only http:// and https:// "
+            "proxies are supported (unset it, or add the host to NO_PROXY)"
+        )
+    return httpx.Proxy(proxy_url)
 
 
 class DeadlineTransport(httpx.BaseTransport):
@@ -130,10 +154,10 @@ class DeadlineTransport(httpx.BaseTransport):
             "keepalive_expiry": limits.keepalive_expiry,
             "network_backend": _DeadlineBackend(),
         }
-        proxy = _environment_proxy(httpx.URL(origin))
+        proxy = environment_proxy(origin)
         if proxy is None:
             self._pool: httpcore.ConnectionPool = httpcore.ConnectionPool(**options)
-        elif proxy.url.scheme in ("http", "https"):
+        else:
             self._pool = httpcore.HTTPProxy(
                 str(proxy.url),
                 proxy.raw_auth,
@@ -141,8 +165,6 @@ class DeadlineTransport(httpx.BaseTransport):
                 proxy_ssl_context=proxy.ssl_context,
                 **options,
             )
-        else:
-            raise ValueError(f"unsupported proxy scheme {proxy.url.scheme!r}: use an http or https proxy")
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         assert isinstance(request.stream, httpx.SyncByteStream)

@@ -152,6 +152,16 @@ def test_a_proxy_from_the_environment_is_used_and_held_to_the_deadline(
     assert proxy.requests[0].startswith(b"GET http://api.example.invalid/api/video/room_sessions?")
 
 
+def test_a_loopback_api_is_never_proxied(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    with RawServer(continuing()) as proxy, RawServer(answering(response(200, JSON, PAGE))) as server:
+        monkeypatch.setenv("http_proxy", proxy.base_url)
+        assert _ids(_client(server.base_url)) == ["s1"]
+    assert (len(proxy.requests), len(server.requests)) == (0, 1)
+
+
 def test_sequential_requests_share_one_kept_alive_connection() -> None:
     with RawServer(answering(response(200, JSON, PAGE))) as server:
         client = _client(server.base_url)

@@ -466,6 +466,23 @@ def test_missing_environment_exits_two_naming_the_variables(
         assert result.stdout == ""
 
 
+def test_an_unusable_proxy_exits_two_naming_it_without_its_password() -> None:
+    env = clean_env(SIGNALWIRE_SPACE="acme", SIGNALWIRE_PROJECT_ID="pid-123", SIGNALWIRE_API_TOKEN=TOKEN)
+    for name in ("https_proxy", "all_proxy", "no_proxy"):
+        env.pop(name, None)
+        env.pop(name.upper(), None)
+    env["HTTPS_PROXY"] = "socks5://proxy-user:proxy-secret@proxy.example:1080"
+    for args in (["--check-config"], ["--once"]):
+        result = run_cli(*args, env=env)
+        assert (result.returncode, result.stdout) == (2, ""), (args, result.stderr)
+        assert result.stderr == (
+            "config error: spaces[0]: HTTPS_PROXY for https://acme.signalwire.com is a 'socks5' proxy: "
+            "only http:// and https:// proxies are supported (unset it, or add the host to NO_PROXY)\n"
+        )
+    env["NO_PROXY"] = "acme.signalwire.com"
+    assert run_cli("--check-config", env=env).returncode == 0
+
+
 # --- 7: demo mode ------------------------------------------------------------------------------
 
 
