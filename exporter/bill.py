@@ -256,7 +256,8 @@ class _Pass:
         if lid in self.counted:
             return
         ended = log.ended_ts
-        if lid in self.open or (ended is not None and ended > self.c.since - TIMESTAMP_RESOLUTION):
+        earliest_end = created if ended is None else ended  # a log ends after it is created
+        if lid in self.open or earliest_end > self.c.since - TIMESTAMP_RESOLUTION:
             self.open.pop(lid, None)
             self.counted[lid] = created
             self.count(log, ended)

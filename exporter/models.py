@@ -8,8 +8,9 @@ so the summary form of ``GET /room_sessions/{id}`` (no cost) decodes with the sa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import msgspec
@@ -346,19 +347,52 @@ class _Ident(msgspec.Struct, frozen=True):
     id: str
 
 
+class _LogStub(msgspec.Struct, frozen=True):
+    """What a malformed log record must still tell to be watched while in progress."""
+
+    id: str
+    created_at: datetime
+    status: Any = None
+    ended_at: Any = None
+    discarded_at: Any = None
+
+
+def _salvage_log(item: msgspec.Raw | bytes) -> VideoLog | None:
+    """A malformed log record in progress as a log with only its id, creation time and status
+    (nothing else of a log in progress is counted), so that it is watched until it completes;
+    None for any other malformed record."""
+    try:
+        stub = _log_stub_decoder.decode(item)
+    except msgspec.DecodeError:
+        return None
+    if stub.discarded_at is not None or stub.status not in (IN_PROGRESS, None):
+        return None
+    if stub.status is None and stub.ended_at is not None:
+        return None  # completed by its end time, as :attr:`VideoLog.completed` tells
+    return VideoLog(stub.id, stub.created_at, status=stub.status)
+
+
 _session_decoder = msgspec.json.Decoder(RoomSession)
 _log_decoder = msgspec.json.Decoder(VideoLog)
 _raw_page_decoder = msgspec.json.Decoder(_Page[msgspec.Raw])
 _ident_decoder = msgspec.json.Decoder(_Ident)
+_log_stub_decoder = msgspec.json.Decoder(_LogStub)
 
 
 class _PageDecoder(Generic[T]):
     """Decodes the pages of one listing whose records are ``T``s (see :func:`decode_page`)."""
 
-    def __init__(self, page: type[_Page[T]], record: type[T], listing: str) -> None:
+    def __init__(
+        self,
+        page: type[_Page[T]],
+        record: type[T],
+        listing: str,
+        salvage: Callable[[msgspec.Raw], T | None] | None = None,
+    ) -> None:
         self._page = msgspec.json.Decoder(page)
         self._record = msgspec.json.Decoder(record)
         self._listing = listing
+        self._salvage = salvage
 
     def __call__(self, body: bytes) -> tuple[list[T], str | None, list[str | None]]:
         try:  # the usual case: the whole page in one pass
@@ -376,7 +410,11 @@ class _PageDecoder(Generic[T]):
             try:
                 records.append(self._record.decode(item))
             except msgspec.DecodeError:
-                malformed.append(_ident(item))
+                salvaged = self._salvage(item) if self._salvage else None
+                if salvaged is None:
+                    malformed.append(_ident(item))
+                else:
+                    records.append(salvaged)
         return records, raw.links.next, malformed
 
 
@@ -390,7 +428,7 @@ def _ident(item: msgspec.Raw) -> str | None:
 _sessions_page = _PageDecoder(_Page[RoomSession], RoomSession, "room-sessions")
 _members_page = _PageDecoder(_Page[Member], Member, "members")
 _recordings_page = _PageDecoder(_Page[Recording], Recording, "recordings")
-_logs_page = _PageDecoder(_Page[VideoLog], VideoLog, "logs")
+_logs_page = _PageDecoder(_Page[VideoLog], VideoLog, "logs", _salvage_log)
 
 
 def decode_page(body: bytes) -> tuple[list[RoomSession], str | None, list[str | None]]:
@@ -413,16 +451,21 @@ def decode_recordings_page(body: bytes) -> tuple[list[Recording], str | None, li
 
 
 def decode_logs_page(body: bytes) -> tuple[list[VideoLog], str | None, list[str | None]]:
-    """Decode a video logs page into (logs, next link, ids of malformed records), as decode_page."""
+    """Decode a video logs page into (logs, next link, ids of malformed records), as decode_page;
+    a malformed log in progress is kept as its id, creation time and status."""
     return _logs_page(body)
 
 
 def decode_log(body: bytes) -> VideoLog:
-    """Decode the body of ``GET /api/video/logs/{id}``."""
+    """Decode the body of ``GET /api/video/logs/{id}`` (a malformed log in progress as in
+    :func:`decode_logs_page`)."""
     try:
         return _log_decoder.decode(body)
     except msgspec.DecodeError as exc:
-        raise InvalidResponse(f"not a video log: {exc}") from None
+        salvaged = _salvage_log(body)
+        if salvaged is None:
+            raise InvalidResponse(f"not a video log: {exc}") from None
+        return salvaged
 
 
 def decode_session(body: bytes) -> RoomSession:

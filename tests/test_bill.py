@@ -164,6 +164,17 @@ def test_logs_are_counted_once_when_completed_after_counting_began_or_seen_in_pr
     assert charges.logs == {"room_session": 5} and charges.open == {}
 
 
+def test_a_log_completed_without_an_end_time_counts_when_created_after_counting_began() -> None:
+    since = ts("2026-11-18T10:00:00+00:00")
+    logs = [
+        video_log("new", "2026-11-18T10:00:30Z", "2026-11-18T10:05:00Z", ended_at=None),  # ended after
+        video_log("old", "2026-11-18T09:00:00Z", "2026-11-18T10:05:00Z", ended_at=None),  # unknown
+    ]
+    charges = apply_slice(charges_since(since), False, logs, [], BILLING)
+    assert (charges.logs, charges.skipped, set(charges.counted)) == ({"room_session": 1}, {}, {"new"})
+    assert charges.ledger.days == {"2026-11-18": 1.0}  # booked when counting began: no sweep before
+
+
 def test_descriptions_past_the_maximum_are_other() -> None:
     charges = charges_since(ts("2026-11-18T00:00:00Z"))
     details = [{"description": d, "charge": 0.25} for d in ("a", "b", "c", None)]

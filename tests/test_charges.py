@@ -103,6 +103,12 @@ def test_charges_equal_ground_truth_through_faults_restarts_and_a_tight_budget(t
             if step == 20:
                 sim.complete_session(long_running, cost_in_dollars=3.25)
                 live.remove(long_running)
+            if step == 8:  # a log whose record is garbled while it is in progress: watched all the same
+                garbled = sim.add_session(name="garbled")
+                sim.update_log(sim.log_of(garbled), charge="garbled")
+            if step == 16:  # fine again once completed: counted
+                sim.restore_log(sim.log_of(garbled))
+                sim.complete_session(garbled, cost_in_dollars=0.75)
             if live and rng.random() < 0.1:  # a log deleted while its session runs: never counted
                 victim = rng.choice(live)
                 if sim.log_of(victim) not in deleted:

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from exporter.models import MAX_COST, ChargeDetail, InvalidResponse, VideoLog, decode_logs_page
+from exporter.models import MAX_COST, ChargeDetail, InvalidResponse, VideoLog, decode_log, decode_logs_page
 
 from .conftest import page
 
@@ -107,6 +107,25 @@ def test_bad_records_are_set_apart_with_their_id() -> None:
     logs, _, malformed = decode_logs_page(body)
     assert [entry.id for entry in logs] == [LOG["id"], "good-2"]
     assert malformed == ["bad-time", "bad-charge", "bad-details", "bad-detail", "huge", None, None]
+
+
+def test_a_malformed_log_in_progress_is_kept_as_its_id_creation_and_status() -> None:
+    garbled = {"charge": "a lot", "ended_at": None}
+    records = [
+        {**LOG, **garbled, "id": "running", "status": "in-progress"},
+        {**LOG, **garbled, "id": "null-open", "status": None},
+        {**LOG, **garbled, "id": "null-ended", "status": None, "ended_at": LOG["ended_at"]},
+        {**LOG, **garbled, "id": "done", "status": "completed"},
+        {**LOG, **garbled, "id": "odd", "status": "archived"},
+        {**LOG, **garbled, "id": "no-created", "status": "in-progress", "created_at": "yesterday"},
+        {**DISCARDED, "id": "deleted", "discarded_at": "yesterday"},
+    ]
+    logs, _, malformed = decode_logs_page(page(*records))
+    assert logs == [VideoLog("running", T0, status="in-progress"), VideoLog("null-open", T0)]
+    assert malformed == ["null-ended", "done", "odd", "no-created", "deleted"]
+    assert decode_log(msgspec.json.encode(records[0])) == logs[0]
+    with pytest.raises(InvalidResponse, match="not a video log"):
+        decode_log(msgspec.json.encode(records[3]))
 
 
 @pytest.mark.parametrize("body", [b"<html>", b'{"data": []}', b'{"links": {}, "data": {}}', b"[]"])

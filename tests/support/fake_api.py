@@ -221,6 +221,11 @@ class FakeSpace(SimulatedSpace):
         with self._lock:
             self._logs[log_id].overrides.update(fields)
 
+    def restore_log(self, log_id: str) -> None:
+        """Serve a log as the simulator makes it again, without the fields ``update_log`` set."""
+        with self._lock:
+            self._logs[log_id].overrides.clear()
+
     def delete_log(self, log_id: str) -> None:
         """Delete a log now: listed only with ``include_deleted``, as ``{id, discarded_at, created_at}``."""
         with self._lock:
