@@ -40,6 +40,7 @@ THRESHOLDS = {
     "SignalWireVideoBudgetExceeded": [(" > 100", "more than 100%", "budgetPercent")],
     "SignalWireVideoBudgetForecast": [(" > 100", "more than 100%", "budgetForecastPercent")],
     "SignalWireVideoCostMismatch": [("[1h]", "in the last 1h", "costMismatchWindow")],
+    "SignalWireVideoChargesStale": [(" > 3600", "more than 3600 s", "chargesStaleSeconds")],
 }
 REQUIRED_ALERTS = {
     "SignalWireVideoExporterDown",
@@ -53,6 +54,7 @@ REQUIRED_ALERTS = {
     "SignalWireVideoBudgetExceeded",
     "SignalWireVideoBudgetForecast",
     "SignalWireVideoCostMismatch",
+    "SignalWireVideoChargesStale",
 }
 
 
@@ -183,6 +185,7 @@ CHART_THRESHOLDS = {
     "budgetPercent": 90,
     "budgetForecastPercent": 120,
     "costMismatchWindow": "1d",
+    "chargesStaleSeconds": 10800,
 }
 
 

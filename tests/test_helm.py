@@ -548,6 +548,7 @@ def test_budget_charges_and_billing_render_and_load(render: Any, tmp_path: Path)
         ({"prometheusRule": {"thresholds": {"budgetPercent": 0}}}, "budgetPercent"),
         ({"prometheusRule": {"thresholds": {"budgetForecastPercent": -5}}}, "budgetForecastPercent"),
         ({"prometheusRule": {"thresholds": {"costMismatchWindow": "1 hour"}}}, "costMismatchWindow"),
+        ({"prometheusRule": {"thresholds": {"chargesStaleSeconds": 0}}}, "chargesStaleSeconds"),
     ],
 )
 def test_schema_rejects_invalid_bill_values(
