@@ -330,7 +330,8 @@ class SessionCollector(Collector):
         )
         read = GaugeMetricFamily(
             P + "charges_read_timestamp_seconds",
-            "Start of the latest finished read of the video logs: the charges cover what completed before.",
+            "Start of the latest finished read of the video logs (before the first: when counting them "
+            "began): the charges cover what completed before.",
             labels=["space"],
         )
         for s in spaces:  # at 0 before the first poll; descriptions as they come
@@ -339,8 +340,8 @@ class SessionCollector(Collector):
                 logs.add_metric([s.name, kind], charges.logs.get(kind, 0))
                 for description, value in sorted(charges.dollars.get(kind, {}).items()):
                     dollars.add_metric([s.name, kind, description], value)
-            if charges.read is not None:
-                read.add_metric([s.name], charges.read)
+            if charges is not EMPTY_CHARGES:  # a first read that never finishes shows as aging too
+                read.add_metric([s.name], charges.since if charges.read is None else charges.read)
             mismatches.add_metric([s.name], charges.mismatches)
             mismatch_dollars.add_metric([s.name], charges.mismatch_dollars)
             for reason in LOG_SKIP_REASONS:

@@ -202,6 +202,38 @@ def test_month_end_in_a_non_utc_time_zone_across_a_restart(tmp_path: Path) -> No
         poller.client.close()
 
 
+def test_the_read_timestamp_ages_from_the_counting_start_while_the_first_sweep_cannot_finish(
+    tmp_path: Path,
+) -> None:
+    clock = Clock(datetime.fromisoformat("2026-11-18T11:06:40+00:00").timestamp())
+    state = StateFile(str(tmp_path / "state.json"), DEFAULT_DURATION_BUCKETS, clock=clock)
+    with FakeSpace(PROJECT, TOKEN, clock=clock) as sim:
+        sim.add_session(name="running")
+        poller = make_poller(sim, clock, state, "UTC", interval=1.0, timeout=1.0)  # retries: real time
+        exposition = build_exposition(poller.snapshots, poller.config, clock=clock)
+        sim.fail_next(500, endpoint="logs", times=10_000)  # every logs page fails
+        first = clock.now + 60
+        for _ in range(3):
+            clock.now += 60
+            assert poller.poll_once()  # the sessions are polled all the same
+        charges = bill_of(poller).charges
+        assert charges is not None and charges.read is None
+        assert _value(exposition, "signalwire_video_charges_read_timestamp_seconds") == charges.since
+        sim.clear_faults()
+        clock.now += 60
+        assert poller.poll_once()  # the sweep begun at the first poll finishes
+        assert _value(exposition, "signalwire_video_charges_read_timestamp_seconds") == first
+        poller.client.close()
+
+
+def _value(exposition: Exposition, name: str) -> float:
+    text = exposition.render(None)[0].decode()
+    [value] = [
+        s.value for family in text_string_to_metric_families(text) for s in family.samples if s.name == name
+    ]
+    return value
+
+
 def _month_figure(exposition: Exposition) -> float:
     text = exposition.render(None)[0].decode()
     [value] = [
