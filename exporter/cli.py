@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         for error in exc.errors:
             print(f"config error: {error}", file=sys.stderr)
         return 2
-    warnings = _permission_warnings(config, web)
+    warnings = _permission_warnings(config, web) + _unfiltered_charges(config)
     if args.check_config:
         for warning in warnings:
             print(f"config warning: {warning}", file=sys.stderr)
@@ -161,6 +161,18 @@ def _permission_warnings(config: Config, web: WebConfig) -> list[str]:
         f"{path} holds secrets but is readable by group or others (chmod 600 it)"
         for path in files
         if readable_by_others(path)
+    ]
+
+
+def _unfiltered_charges(config: Config) -> list[str]:
+    """Spaces with room filters whose charges cover the whole project all the same."""
+    if not config.charges.enabled:
+        return []
+    return [
+        f"spaces[{i}] ({space.name}): the video logs cannot be filtered by room, so its charges "
+        "(and their figures and budget alerts) cover every room of the project, not only its filters'"
+        for i, space in enumerate(config.spaces)
+        if any(vars(space.filters).values())
     ]
 
 

@@ -466,6 +466,30 @@ def test_missing_environment_exits_two_naming_the_variables(
         assert result.stdout == ""
 
 
+def test_check_config_warns_that_charges_ignore_room_filters(tmp_path: Path) -> None:
+    doc = {
+        "spaces": [
+            {"name": "all", "space": "acme", "project_id": PROJECT, "api_token": TOKEN},
+            {"name": "qa", "space": "acme", "project_id": PROJECT, "api_token": TOKEN},
+        ],
+    }
+    doc["spaces"][1]["filters"] = {"room_name_matches": "qa-"}
+    path = tmp_path / "config.yaml"
+    warning = (
+        "config warning: spaces[1] (qa): the video logs cannot be filtered by room, so its charges "
+        "(and their figures and budget alerts) cover every room of the project, not only its filters'\n"
+    )
+    for charges, stderr in ((False, ""), (True, warning)):
+        path.write_text(yaml.safe_dump({**doc, "charges": {"enabled": charges}}))
+        path.chmod(0o600)  # holds the token: no warning about that
+        result = run_cli("--check-config", "--config", str(path))
+        assert (result.returncode, result.stdout, result.stderr) == (
+            0,
+            "config OK: 2 space(s): all, qa\n",
+            stderr,
+        )
+
+
 def test_an_unusable_proxy_exits_two_naming_it_without_its_password() -> None:
     env = clean_env(SIGNALWIRE_SPACE="acme", SIGNALWIRE_PROJECT_ID="pid-123", SIGNALWIRE_API_TOKEN=TOKEN)
     for name in ("https_proxy", "all_proxy", "no_proxy"):
