@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import os
 import socket
 import ssl
 import time
@@ -111,29 +112,49 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 
 def _loopback(host: str) -> bool:
+    """``localhost`` or a loopback address (an IPv4-mapped one too), as Go's proxy rules have it."""
+    if host.rstrip(".") == "localhost":
+        return True
     try:
-        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+        ip = ipaddress.ip_address(host)
     except ValueError:
         return False
+    mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
+    return ip.is_loopback or (mapped is not None and mapped.is_loopback)
+
+
+def _variable(key: str, value: str) -> str:
+    """The environment variable ``urllib.request.getproxies`` took ``value`` from (lower case first)."""
+    for name in (f"{key}_proxy", f"{key.upper()}_PROXY"):
+        if os.environ.get(name) == value:
+            return name
+    return f"{key.upper()}_PROXY"
 
 
 def environment_proxy(origin: str) -> httpx.Proxy | None:
     """The proxy ``HTTP_PROXY``, ``HTTPS_PROXY`` or ``ALL_PROXY`` sets for ``origin``, unless NO_PROXY
     matches it or it is a loopback host (as in Go's exporters: the demo's space is never proxied).
 
-    Raises ValueError, without the proxy's address (it may hold a password), when it is not
-    an ``http://`` or ``https://`` proxy URL.
+    Raises ValueError, naming the variable but nothing of its value (it may hold a password), when
+    it is not an ``http://`` or ``https://`` proxy URL with a host and a valid port.
     """
     url = httpx.URL(origin)
     proxies = urllib.request.getproxies()
-    value = proxies.get(url.scheme) or proxies.get("all")
+    key = url.scheme if proxies.get(url.scheme) else "all"
+    value = proxies.get(key)
     if not value or _loopback(url.host) or urllib.request.proxy_bypass(url.host):
         return None
-    variable = f"{'ALL' if url.scheme not in proxies else url.scheme.upper()}_PROXY"
+    variable = _variable(key, value)
     try:
         proxy_url = httpx.URL(value if "://" in value else f"http://{value}")
-    except httpx.InvalidURL as exc:
-        raise ValueError(f"{variable} for {origin} is not a valid URL ({exc})") from None
+        valid = bool(proxy_url.host) and (proxy_url.port is None or 0 < proxy_url.port < 65536)
+    except httpx.InvalidURL:
+        valid = False
+    if not valid:
+        raise ValueError(
+            f"{variable} for {origin} is not a valid proxy URL: expected http(s)://[user:password@]"
+            "host[:port] (special characters in the user or password percent-encoded)"
+        )
     if proxy_url.scheme not in ("http", "https"):
         raise ValueError(
             f"{variable} for {origin} is a {proxy_url.scheme!r} proxy: only http:// and https:// "

@@ -27,6 +27,7 @@ import pytest
 
 from exporter.api import ApiClient, ApiError, parse_retry_after
 from exporter.config import SpaceConfig
+from exporter.transport import environment_proxy
 
 from .conftest import PROJECT, TOKEN, RequestLog, deadline, poll_config
 from .support.fake_api import FakeSpace
@@ -160,6 +161,26 @@ def test_a_loopback_api_is_never_proxied(monkeypatch: pytest.MonkeyPatch) -> Non
         monkeypatch.setenv("http_proxy", proxy.base_url)
         assert _ids(_client(server.base_url)) == ["s1"]
     assert (len(proxy.requests), len(server.requests)) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    "origin",
+    [
+        "http://127.0.0.1:80",
+        "http://127.5.0.1",
+        "http://[::1]:80",
+        "http://[::ffff:127.0.0.1]",
+        "http://localhost.",
+    ],
+)
+def test_no_loopback_origin_is_proxied(monkeypatch: pytest.MonkeyPatch, origin: str) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("all_proxy", "socks5://proxy.example:1080")  # a ValueError if it were used
+    assert environment_proxy(origin) is None
+    with pytest.raises(ValueError, match=r"all_proxy for http://api\.example\.invalid is a 'socks5' proxy"):
+        environment_proxy("http://api.example.invalid")
 
 
 def test_sequential_requests_share_one_kept_alive_connection() -> None:

@@ -490,19 +490,35 @@ def test_check_config_warns_that_charges_ignore_room_filters(tmp_path: Path) -> 
         )
 
 
-def test_an_unusable_proxy_exits_two_naming_it_without_its_password() -> None:
+def test_an_unusable_proxy_exits_two_naming_it_without_its_password(tmp_path: Path) -> None:
     env = clean_env(SIGNALWIRE_SPACE="acme", SIGNALWIRE_PROJECT_ID="pid-123", SIGNALWIRE_API_TOKEN=TOKEN)
     for name in ("https_proxy", "all_proxy", "no_proxy"):
         env.pop(name, None)
         env.pop(name.upper(), None)
-    env["HTTPS_PROXY"] = "socks5://proxy-user:proxy-secret@proxy.example:1080"
-    for args in (["--check-config"], ["--once"]):
-        result = run_cli(*args, env=env)
-        assert (result.returncode, result.stdout) == (2, ""), (args, result.stderr)
-        assert result.stderr == (
-            "config error: spaces[0]: HTTPS_PROXY for https://acme.signalwire.com is a 'socks5' proxy: "
-            "only http:// and https:// proxies are supported (unset it, or add the host to NO_PROXY)\n"
-        )
+    unsupported = (
+        "is a 'socks5' proxy: only http:// and https:// proxies are supported (unset it, or add the "
+        "host to NO_PROXY)"
+    )
+    invalid = (
+        "is not a valid proxy URL: expected http(s)://[user:password@]host[:port] (special characters "
+        "in the user or password percent-encoded)"
+    )
+    for value, problem in [
+        ("socks5://proxy-user:proxy-secret@proxy.example:1080", unsupported),
+        ("http://proxy-user:proxy/secret@proxy.example:1080", invalid),  # httpx: "Invalid port: 'proxy'"
+        ("http://proxy.example:99999", invalid),
+    ]:
+        env["HTTPS_PROXY"] = value
+        for args in (["--check-config"], ["--once"]):
+            result = run_cli(*args, env=env)
+            assert (result.returncode, result.stdout) == (2, ""), (args, result.stderr)
+            assert result.stderr == (
+                f"config error: spaces[0]: HTTPS_PROXY for https://acme.signalwire.com {problem}\n"
+            )
+            assert "proxy-user" not in result.stderr and "proxy.example" not in result.stderr
+        # the demo polls its own space (never proxied) instead of the configured one
+        config = write_config(tmp_path, "https://acme.signalwire.com")
+        assert run_cli("--demo", "--check-config", "--config", str(config), env=env).returncode == 0
     env["NO_PROXY"] = "acme.signalwire.com"
     assert run_cli("--check-config", env=env).returncode == 0
 
