@@ -30,14 +30,13 @@ import msgspec
 from msgspec.structs import replace
 
 from .ledger import Amount, Count, Ledger, book, month_key, period_start
-from .models import IN_PROGRESS, TIMESTAMP_RESOLUTION, VideoLog
+from .models import TIMESTAMP_RESOLUTION, VideoLog
 from .snapshot import OTHER_ROOM, UNKNOWN
 
 BACKFILL_MARGIN = 86400.0  # a log created this long before the month began may be completed in it
 RECONCILE_WINDOW = 86400.0  # a session and its log that are not both counted within it are not compared
 MIN_SLICE = TIMESTAMP_RESOLUTION  # the smallest slice a sweep reads: one second of creation times
 DETAIL_SLACK = 0.00005  # dollars: half the API's 4-decimal resolution
-WATCHED = (IN_PROGRESS, None)  # statuses of logs not completed yet (another status is not watched)
 
 
 @dataclass(frozen=True)
@@ -250,7 +249,7 @@ class _Pass:
             self.open.pop(lid, None)
             return
         if not log.completed:
-            if lid not in self.counted and log.status in WATCHED:  # watched until completed
+            if lid not in self.counted and log.watched:  # until completed
                 self.open[lid] = created
             return
         if lid in self.counted:
@@ -293,7 +292,8 @@ class _Pass:
         for name, amount in parts:
             label = self.description(name)
             by_description[label] = by_description.get(label, 0.0) + amount
-        ended = (self.c.read or self.c.since) if ended is None else ended  # completed, no end time
+        if ended is None:  # completed, no end time: after the previous sweep began and it was created
+            ended = max(self.c.read or self.c.since, log.created_ts)
         self.ledger = book(self.ledger, ended, charge, self.billing.timezone)
         sid = log.session_id
         if log.kind == "room_session" and sid is not None:

@@ -291,6 +291,12 @@ class VideoLog(msgspec.Struct, frozen=True, gc=False):
         return self.status == COMPLETED or (self.status is None and self.ended_at is not None)
 
     @property
+    def watched(self) -> bool:
+        """In progress by status (``in-progress``, or null without an end time) and not deleted: to be
+        watched until completed (a log of a status the spec lacks is not)."""
+        return not self.deleted and not self.completed and self.status in (IN_PROGRESS, None)
+
+    @property
     def created_ts(self) -> float:
         """``created_at`` in epoch seconds."""
         return _epoch(self.created_at) or 0.0
@@ -365,11 +371,11 @@ def _salvage_log(item: msgspec.Raw | bytes) -> VideoLog | None:
         stub = _log_stub_decoder.decode(item)
     except msgspec.DecodeError:
         return None
-    if stub.discarded_at is not None or stub.status not in (IN_PROGRESS, None):
-        return None
-    if stub.status is None and stub.ended_at is not None:
-        return None  # completed by its end time, as :attr:`VideoLog.completed` tells
-    return VideoLog(stub.id, stub.created_at, status=stub.status)
+    log = VideoLog(stub.id, stub.created_at, status=stub.status)
+    # Whether it is watched depends on whether it has an end time or was deleted (valid or not), not on when.
+    ended = None if stub.ended_at is None else stub.created_at
+    deleted = None if stub.discarded_at is None else stub.created_at
+    return log if msgspec.structs.replace(log, ended_at=ended, discarded_at=deleted).watched else None
 
 
 _session_decoder = msgspec.json.Decoder(RoomSession)

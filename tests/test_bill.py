@@ -173,6 +173,13 @@ def test_a_log_completed_without_an_end_time_counts_when_created_after_counting_
     charges = apply_slice(charges_since(since), False, logs, [], BILLING)
     assert (charges.logs, charges.skipped, set(charges.counted)) == ({"room_session": 1}, {}, {"new"})
     assert charges.ledger.days == {"2026-11-18": 1.0}  # booked when counting began: no sweep before
+    # ...or when it was created, if later: the previous sweep began in November, the log in December
+    boundary = ts("2026-12-01T00:00:00-05:00")
+    december = msgspec.structs.replace(
+        charges_since(boundary - 600), ledger=Ledger("2026-12", boundary), read=boundary - 300
+    )
+    log = video_log("dec", "2026-12-01T05:02:00Z", "2026-12-01T05:05:00Z", ended_at=None)
+    assert apply_slice(december, False, [log], [], BILLING).ledger.days == {"2026-12-01": 1.0}
 
 
 def test_descriptions_past_the_maximum_are_other() -> None:
