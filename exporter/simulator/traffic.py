@@ -51,7 +51,7 @@ class TrafficSpace(SpaceState):
     def run_traffic(
         self, *, tick: float = 1.0, target_active: int = 12, mean_duration: float = 120.0
     ) -> None:
-        """Simulate demo traffic in a daemon thread until ``stop()``.
+        """Simulate demo traffic in a daemon thread until :meth:`stop_traffic` (``stop()`` calls it).
 
         Seeds completed history and ``target_active`` live sessions, plus ``ENDED_AT_START``
         that were live and end now (at ``traffic_started``), each with a recording of its first
