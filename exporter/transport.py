@@ -16,6 +16,7 @@ import math
 import os
 import socket
 import ssl
+import threading
 import time
 import urllib.request
 from collections.abc import Iterable, Iterator
@@ -80,6 +81,33 @@ class _DeadlineStream(httpcore.NetworkStream):
         return self._stream.get_extra_info(info)
 
 
+def _resolve(host: str, port: int, timeout: float | None) -> list[Any]:
+    """``getaddrinfo`` bounded by the time left: the system resolver cannot be interrupted, so a
+    name is looked up in a daemon thread of its own, left to finish by itself if the time runs out."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    else:  # an address literal: nothing to look up
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    done, found = threading.Event(), list[list[Any] | OSError]()
+
+    def look_up() -> None:
+        try:
+            found.append(socket.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+        except OSError as exc:
+            found.append(exc)
+        done.set()
+
+    threading.Thread(target=look_up, name="resolve", daemon=True).start()
+    if not done.wait(_time_left(timeout, httpcore.ConnectTimeout)):
+        raise httpcore.ConnectTimeout(f"the name lookup of {host} did not finish in time")
+    [result] = found
+    if isinstance(result, OSError):
+        raise httpcore.ConnectError(str(result)) from result
+    return result
+
+
 class _DeadlineBackend(httpcore.NetworkBackend):
     """httpcore's sync backend with every socket operation bounded by the request's deadline."""
 
@@ -95,10 +123,7 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.NetworkStream:
         """Each address of ``host`` in turn, each attempt bounded by the time left."""
-        try:
-            addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
+        addresses = _resolve(host, port, timeout)
         error: Exception = httpcore.ConnectError(f"no address for {host}")
         for *_, address in addresses:
             left = _time_left(timeout, httpcore.ConnectTimeout)

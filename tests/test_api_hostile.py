@@ -18,6 +18,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -139,12 +140,48 @@ def test_a_connect_that_never_completes_ends_at_the_deadline(unanswered_port: in
     assert client.observe.counts[("list", "error")] >= 2
 
 
-def test_a_proxy_from_the_environment_is_used_and_held_to_the_deadline(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _without_proxies(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
+
+
+def test_a_name_lookup_that_never_answers_ends_at_the_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    _without_proxies(monkeypatch)
+    answered = threading.Event()
+
+    def unanswered(*args: object, **kwargs: object) -> object:  # name servers that do not answer
+        answered.wait(30)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", unanswered)
+    try:
+        error, took = _fails(_client("http://api.example.invalid", timeout=0.5), seconds=2.0)
+    finally:
+        answered.set()  # the lookups left behind end
+    assert error.reason == "timeout" and took < 2.0 + MARGIN  # without the bound: 30 s, then "network"
+
+
+def test_a_failed_name_lookup_is_a_network_error_and_a_name_that_resolves_is_served(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _without_proxies(monkeypatch)
+    with RawServer(answering(response(200, JSON, PAGE))) as server:
+        port = server.base_url.rsplit(":", 1)[1]
+        assert _ids(_client(f"http://localhost:{port}")) == ["s1"]  # looked up by the system resolver
+
+        def failing(*args: object, **kwargs: object) -> object:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+        monkeypatch.setattr(socket, "getaddrinfo", failing)
+        error, _ = _fails(_client(f"http://localhost:{port}", timeout=0.5), seconds=1.0)
+    assert error.reason == "network" and "Name or service not known" in str(error)
+
+
+def test_a_proxy_from_the_environment_is_used_and_held_to_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _without_proxies(monkeypatch)
     with RawServer(continuing()) as proxy:
         monkeypatch.setenv("http_proxy", proxy.base_url)
         error, took = _fails(_client("http://api.example.invalid", timeout=0.5), seconds=1.0)
@@ -154,9 +191,7 @@ def test_a_proxy_from_the_environment_is_used_and_held_to_the_deadline(
 
 
 def test_a_loopback_api_is_never_proxied(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+    _without_proxies(monkeypatch)
     with RawServer(continuing()) as proxy, RawServer(answering(response(200, JSON, PAGE))) as server:
         monkeypatch.setenv("http_proxy", proxy.base_url)
         assert _ids(_client(server.base_url)) == ["s1"]
@@ -174,9 +209,7 @@ def test_a_loopback_api_is_never_proxied(monkeypatch: pytest.MonkeyPatch) -> Non
     ],
 )
 def test_no_loopback_origin_is_proxied(monkeypatch: pytest.MonkeyPatch, origin: str) -> None:
-    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
+    _without_proxies(monkeypatch)
     monkeypatch.setenv("all_proxy", "socks5://proxy.example:1080")  # a ValueError if it were used
     assert environment_proxy(origin) is None
     with pytest.raises(ValueError, match=r"all_proxy for http://api\.example\.invalid is a 'socks5' proxy"):
