@@ -1044,6 +1044,25 @@ def test_demo_logs_leave_the_sessions_as_they_were(clock: Clock) -> None:
     assert len(logs) >= len(quiet_logs) == len(sessions)
 
 
+@pytest.mark.parametrize(("share", "mismatches"), [(0.0, 0), (1e-12, 1)])
+def test_the_first_session_the_demo_traffic_ends_is_a_mismatch_unless_there_are_none(
+    share: float, mismatches: int
+) -> None:
+    """So that the demo's mismatch panels and alert show one within its first minute (here: the first
+    to end 50 ms after traffic began; a share too small for any other: that one is the only one)."""
+    with FakeSpace(seed=3) as space:
+        space.mismatch_share, space.first_mismatch_after = share, 0.05
+        space.run_traffic(tick=0.01, target_active=8, mean_duration=0.3)
+        seeded = sum(s["status"] == "completed" for s in space.sessions())
+        assert until(lambda: sum(s["status"] == "completed" for s in space.sessions()) >= seeded + 5)
+        space.stop_traffic()
+        costs = {s["id"]: s["cost_in_dollars"] for s in space.sessions() if s["status"] == "completed"}
+        charges = {log["url"].rsplit("/", 1)[1]: log["charge"] for log in space.logs()}
+    overcharged = [sid for sid, cost in costs.items() if charges[sid] == round(cost + 0.01, 4)]
+    assert len(overcharged) == mismatches
+    assert all(charges[sid] == cost for sid, cost in costs.items() if sid not in overcharged)
+
+
 def test_demo_conferences_end_and_are_charged() -> None:
     with FakeSpace(seed=3) as space:
         space.conference_share = 1.0

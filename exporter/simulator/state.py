@@ -64,6 +64,7 @@ class SpaceState:
         self._server: ThreadingHTTPServer | None = None
         self._traffic: threading.Thread | None = None
         self._traffic_started: float | None = None
+        self._first_mismatch = False  # whether the traffic has charged its first mismatch
         self._stopping = threading.Event()
 
     @property

@@ -28,9 +28,11 @@ ENDED_AT_START = 3  # seeded live sessions that end the moment traffic starts: a
 # share of sessions is recorded.
 FULL_SHARE, NO_SHOW_SHARE, RECORDED_SHARE = 0.25, 0.1, 1 / 3
 NAMES = ("Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Radia", "Dennis")
-# The demo charges about one session in 50 a cent more than it cost, and bills a conference with
-# about one session in 10 (conferences have no room session; they end at the pace sessions do).
-MISMATCH_SHARE, MISMATCH_DOLLARS = 1 / 50, 0.01
+# The demo charges about one session in 50 a cent more than it cost (and the first to end 30 s
+# after it began, so that a mismatch shows in its first minute, after Prometheus's first scrapes),
+# and bills a conference with about one session in 10 (conferences have no room session; they end
+# at the pace sessions do).
+MISMATCH_SHARE, MISMATCH_DOLLARS, FIRST_MISMATCH_AFTER = 1 / 50, 0.01, 30.0
 CONFERENCE_SHARE, CONFERENCE_DOLLARS_PER_MINUTE = 0.1, 0.002
 CONFERENCES = ("weekly-sync", "customer-call", "town-hall", "partner-briefing")
 
@@ -39,6 +41,7 @@ class TrafficSpace(SpaceState):
     """A space whose sessions come and go by themselves (``run_traffic``) until ``stop_traffic()``."""
 
     mismatch_share = MISMATCH_SHARE  # of the demo's sessions
+    first_mismatch_after = FIRST_MISMATCH_AFTER  # seconds of traffic
     conference_share = CONFERENCE_SHARE
 
     @property
@@ -57,8 +60,9 @@ class TrafficSpace(SpaceState):
         that were live and end now (at ``traffic_started``), each with a recording of its first
         half, completed for the first and still processing for the others; then every ``tick``
         seconds ends and starts sessions so that about ``target_active`` are in progress. Each
-        session has its log; a few are charged a cent more than they cost (``mismatch_share``), and
-        a few come with a conference's log (``conference_share``).
+        session has its log; a few are charged a cent more than they cost (``mismatch_share``, and
+        the first to end ``first_mismatch_after`` seconds after traffic began, unless that share
+        is 0), and a few come with a conference's log (``conference_share``).
         """
         if self._traffic is not None:
             raise RuntimeError("traffic already running")
@@ -106,7 +110,11 @@ class TrafficSpace(SpaceState):
         now, rng = self._clock(), self._rng
         live = [s.id for s in self._sessions.values() if s.end_time is None]
         ending = [sid for sid in live if rng.random() < tick / mean_duration]
+        first_mismatch = self.mismatch_share > 0 and now - self.traffic_started >= self.first_mismatch_after
         for sid in ending:
+            if first_mismatch and not self._first_mismatch:
+                self._log_of[sid].offset = MISMATCH_DOLLARS
+                self._first_mismatch = True
             self._end(sid, now)
         for conference in [c for c in self._conferences if self._log_rng.random() < tick / mean_duration]:
             self._end_conference(conference, now)
