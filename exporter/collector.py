@@ -293,12 +293,11 @@ class SessionCollector(Collector):
             if s.bill.charges is not None and self.config.charges.enabled:  # a resumed bill may have them
                 ledgers["charges"] = s.bill.charges.ledger
             shown = {source: figures(ledger, now, tz) for source, ledger in ledgers.items()}
-            for source in COST_SOURCES:
+            for source in (source for source in COST_SOURCES if source in shown):
                 for name in PERIODS:
-                    if source in shown:
-                        dollars, whole = shown[source].periods[name]
-                        period.add_metric([s.name, name, source], dollars)
-                        complete.add_metric([s.name, name, source], 1.0 if whole else 0.0)
+                    dollars, whole = shown[source].periods[name]
+                    period.add_metric([s.name, name, source], dollars)
+                    complete.add_metric([s.name, name, source], 1.0 if whole else 0.0)
             projected.add_metric([s.name], shown["charges" if "charges" in shown else "sessions"].projected)
         yield from (period, complete, budget, projected)
 

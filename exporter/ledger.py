@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo
 import msgspec
 from msgspec.structs import replace
 
+from .snapshot import PERIODS
+
 PROJECTION_DAYS = 7  # the spend rate of the projection: the current day and the six before it
 
 # The values the state file stores (bill and counters), checked when it is read back.
@@ -66,10 +68,9 @@ def month_end(ts: float, tz: str) -> float:
 def book(ledger: Ledger, ended: float, dollars: float, tz: str) -> Ledger:
     """``ledger`` with ``dollars`` on the local day ``ended`` falls in, when that is in its month."""
     first = date.fromisoformat(ledger.month + "-01")
-    if not dollars or not _start(first, tz) <= ended < _start(
-        _next_month(first), tz
-    ):  # compared first: a year
-        return ledger  # 9999 end has no local date in some time zones
+    # The month is compared first: an end in the year 9999 has no local date in some time zones.
+    if not dollars or not _start(first, tz) <= ended < _start(_next_month(first), tz):
+        return ledger
     day = _local(ended, tz).strftime("%Y-%m-%d")
     return replace(ledger, days={**ledger.days, day: ledger.days.get(day, 0.0) + dollars})
 
@@ -98,7 +99,7 @@ def figures(ledger: Ledger, now: float, tz: str) -> Figures:
             days.get(today.isoformat(), 0.0) if period == "day" else month,
             ledger.complete_since <= period_start(period, now, tz),
         )
-        for period in ("day", "month")
+        for period in PERIODS
     }
     first = max(today - timedelta(days=PROJECTION_DAYS - 1), today.replace(day=1))
     since = max(_start(first, tz), ledger.complete_since)

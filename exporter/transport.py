@@ -4,9 +4,10 @@ httpcore applies a timeout to each socket operation, not to a request: a peer th
 sending something (endless ``100 Continue`` interim responses, header or body bytes one at a
 time, a slow TLS handshake) could hold a request forever. Here the network backend bounds every
 socket operation (connect, TLS handshake, read, write) by the time left until the deadline set
-with :func:`deadline`, and raises a timeout once it is spent. Connection pooling and keep-alive
-are httpcore's, as in httpx's default transport (same limits); ``HTTP(S)_PROXY``, ``ALL_PROXY``
-and ``NO_PROXY`` are honoured, and the proxied connections have the same deadline.
+with :func:`deadline`, and raises a timeout once it is spent; the name lookup too, in a thread of
+its own. Connection pooling and keep-alive are httpcore's, as in httpx's default transport (same
+limits); ``HTTP(S)_PROXY``, ``ALL_PROXY`` and ``NO_PROXY`` are honoured (never for a loopback
+host), and the proxied connections have the same deadline.
 """
 
 from __future__ import annotations
@@ -81,14 +82,18 @@ class _DeadlineStream(httpcore.NetworkStream):
         return self._stream.get_extra_info(info)
 
 
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """``host`` as an IP address, None when it is a name."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
 def _resolve(host: str, port: int, timeout: float | None) -> list[Any]:
     """``getaddrinfo`` bounded by the time left: the system resolver cannot be interrupted, so a
     name is looked up in a daemon thread of its own, left to finish by itself if the time runs out."""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        pass
-    else:  # an address literal: nothing to look up
+    if _address(host) is not None:  # an address literal: nothing to look up
         return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     done, found = threading.Event(), list[list[Any] | OSError]()
 
@@ -138,12 +143,9 @@ class _DeadlineBackend(httpcore.NetworkBackend):
 
 def _loopback(host: str) -> bool:
     """``localhost`` or a loopback address (an IPv4-mapped one too), as Go's proxy rules have it."""
-    if host.rstrip(".") == "localhost":
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
+    ip = _address(host)
+    if ip is None:
+        return host.rstrip(".") == "localhost"
     mapped = ip.ipv4_mapped if isinstance(ip, ipaddress.IPv6Address) else None
     return ip.is_loopback or (mapped is not None and mapped.is_loopback)
 
